@@ -1,0 +1,204 @@
+"""Typed configuration: one dataclass per concern, presets for the three benchmarks and the demo.
+
+A run folder stores these as `config.json`; checkpoints carry the model part so they describe
+themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anomalyclip.errors import InputError
+
+
+@dataclass
+class ModelConfig:
+    """The network (METHOD §2-6). Class names are in label-id order; `normal_id` indexes them."""
+
+    class_names: list[str] = field(default_factory=list)
+    normal_id: int = 0
+    n_ctx: int = 8
+    feature_dim: int = 512  # D: CLIP image-embedding size
+    emb_size: int = 256  # E: temporal model width
+    depth: int = 1
+    heads: int = 8
+    num_segments: int = 32  # n
+    seg_length: int = 16  # l
+    concat_features: bool = False
+    # CLIP text tower: a hub id, a local folder, or "random" (a small random CLIP of the real
+    # architecture, for the demo and tests).
+    clip: str = "random"
+    random_clip_width: int = 64
+    random_clip_layers: int = 2
+    # Training-time switches that do not change the function computed.
+    recompute_temporal: bool = True  # reversible recomputation (less memory) vs plain autograd
+    truncate_text: bool = True  # run the text transformer only up to the longest EOT
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def frames_per_item(self) -> int:
+        return self.num_segments * self.seg_length
+
+
+@dataclass
+class LossConfig:
+    """Weights of the seven terms (METHOD §8) and the MIL selection (METHOD §7)."""
+
+    num_topk: int = 3
+    num_bottomk: int = 3
+    segment_drop: float = 0.7  # probability a segment is hidden from top-k / bottom-k
+    dir_abn: float = 1.0
+    dir_nor: float = 1.0
+    topk_abn: float = 1.0
+    bottomk_abn: float = 1.0
+    topk_nor: float = 1.0
+    smooth: float = 8e-4
+    sparse: float = 8e-3
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (METHOD §9) and loop settings."""
+
+    lr: float = 1e-5
+    epochs: int = 50
+    warmup: int = 5
+    batch_size: int = 64  # half abnormal, half normal
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.999)  # the paper text says (0.9, 0.98)
+    eps: float = 1e-8
+    seed: int = 1024
+    eval_every: int = 1  # epochs between evaluations on the test list (0: only at the end)
+    num_workers: int = 2
+    devices: int = 1
+    accelerator: str = "auto"
+    eval_frames_per_forward: int = 16384  # several test videos are scored per forward up to this
+
+
+@dataclass
+class DataConfig:
+    """Where the on-disk files are (FORMATS.md). Paths may be relative to `root`."""
+
+    root: str = "."
+    features: str = "Image-Features"
+    train_abnormal: str = "Annotations/Anomaly_Train_Abnormal.txt"
+    train_normal: str = "Annotations/Anomaly_Train_Normal.txt"
+    test_list: str = "Annotations/Anomaly_Test.txt"
+    temporal: str = "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"
+    labels: str = ""  # empty: the preset's shipped labels CSV
+
+    def resolve(self, name: str) -> Path:
+        """The path of one entry; relative entries are looked up under `root` and its usual
+        sub-folders (the three datasets' releases put the lists in slightly different places)."""
+        value = getattr(self, name)
+        p = Path(value)
+        if p.is_absolute():
+            return p
+        root = Path(self.root)
+        candidates = [root / p, root / p.name, root / "Annotations" / p.name]
+        if name == "features":
+            candidates += [root / "features", root / "Image-Features", root / "Image_Features"]
+        for c in candidates:
+            if c.exists():
+                return c
+        return candidates[0]
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return cls(
+            model=model_config_from_dict(d.get("model", {})),
+            loss=LossConfig(**d.get("loss", {})),
+            train=_train_from_dict(d.get("train", {})),
+            data=DataConfig(**d.get("data", {})),
+            preset=d.get("preset", ""),
+        )
+
+
+def model_config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    return ModelConfig(**{k: v for k, v in d.items() if k in known})
+
+
+def _train_from_dict(d: dict[str, Any]) -> TrainConfig:
+    d = dict(d)
+    if "betas" in d:
+        d["betas"] = tuple(d["betas"])
+    return TrainConfig(**d)
+
+
+# Per-preset values of METHOD §9 and the official file layout of each release.
+PRESETS: dict[str, dict[str, Any]] = {
+    "ucfcrime": dict(
+        labels_asset="ucf_labels.csv",
+        model=dict(emb_size=256, depth=1, concat_features=False),
+        train=dict(lr=1e-5, epochs=50, warmup=5),
+        data=dict(features="Image-Features"),
+        normal_id=7,
+    ),
+    "shanghaitech": dict(
+        labels_asset="sht_labels.csv",
+        model=dict(emb_size=256, depth=2, concat_features=True),
+        train=dict(lr=5e-4, epochs=100, warmup=10),
+        data=dict(
+            features="features",
+            train_abnormal="Anomaly_Train_Abnormal.txt",
+            train_normal="Anomaly_Train_Normal.txt",
+            test_list="Anomaly_Test.txt",
+        ),
+        normal_id=8,
+    ),
+    "xdviolence": dict(
+        labels_asset="xd_labels.csv",
+        model=dict(emb_size=128, depth=1, concat_features=False),
+        train=dict(lr=5e-6, epochs=50, warmup=5),
+        data=dict(
+            features="Image-Features",
+            temporal="Annotations/Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
+        ),
+        normal_id=4,
+    ),
+    # The built-in synthetic dataset: small enough to train on 2 CPU cores in minutes.
+    "synthetic": dict(
+        labels_asset=None,
+        model=dict(emb_size=64, depth=1, concat_features=False, random_clip_width=64),
+        train=dict(lr=2e-3, epochs=12, warmup=1, batch_size=16, weight_decay=0.01),
+        data=dict(features="features", labels="labels.csv"),
+        normal_id=None,
+    ),
+}
+
+
+def preset_config(name: str, root: str | Path = ".") -> RunConfig:
+    """A full RunConfig for a preset; class names are read later from the labels CSV."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    p = PRESETS[name]
+    cfg = RunConfig(preset=name)
+    cfg.model = dataclasses.replace(cfg.model, **p["model"])
+    cfg.train = dataclasses.replace(cfg.train, **p["train"])
+    cfg.data = dataclasses.replace(cfg.data, root=str(root), **p["data"])
+    if p["labels_asset"] and not cfg.data.labels:
+        cfg.data.labels = str(asset_path(p["labels_asset"]))
+    return cfg
+
+
+def asset_path(name: str) -> Path:
+    return Path(__file__).parent / "assets" / name
