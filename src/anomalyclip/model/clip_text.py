@@ -1,0 +1,93 @@
+"""CLIP's text tower (from `transformers`) driven by prompt embeddings instead of token ids.
+
+`transformers`' CLIPTextModel only accepts ids, so the encoder is called part by part with an
+explicit causal mask (DEPENDENCIES.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+from anomalyclip.errors import InputError
+from anomalyclip.tokenizer import CONTEXT_LENGTH
+
+VOCAB_SIZE = 49408
+SOT_ID, EOT_ID = 49406, 49407
+
+
+def random_text_config(width: int = 64, layers: int = 2, output_dim: int = 512) -> CLIPTextConfig:
+    """A small CLIP text tower of the real architecture (OpenAI's heads = width // 64 rule)."""
+    return CLIPTextConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, width // 64),
+        max_position_embeddings=CONTEXT_LENGTH,
+        projection_dim=output_dim,
+        hidden_act="quick_gelu",
+        layer_norm_eps=1e-5,
+        bos_token_id=SOT_ID,
+        eos_token_id=EOT_ID,
+        pad_token_id=0,
+    )
+
+
+def build_text_model(config: CLIPTextConfig) -> CLIPTextModelWithProjection:
+    config._attn_implementation = "sdpa"
+    return CLIPTextModelWithProjection(config).eval()
+
+
+def load_text_model(spec: str) -> CLIPTextModelWithProjection:
+    """Load the pretrained text tower from a local folder or a hub id (never both silently)."""
+    path = Path(spec)
+    local = path.exists()
+    if local and not (path / "config.json").is_file():
+        raise InputError("not a transformers CLIP folder (no config.json)", path)
+    kwargs = dict(attn_implementation="sdpa")
+    if local or os.environ.get("HF_HUB_OFFLINE") == "1":
+        kwargs["local_files_only"] = True
+    try:
+        model = CLIPTextModelWithProjection.from_pretrained(str(spec), **kwargs)
+    except OSError as e:
+        raise InputError(f"cannot load a CLIP text model from {spec!r}: {e}") from None
+    return model.eval()
+
+
+def causal_mask(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask `(1, 1, L, L)`: position i attends to positions <= i."""
+    mask = torch.full((length, length), float("-inf"), device=device, dtype=dtype).triu(1)
+    return mask[None, None]
+
+
+class TextEncoder(nn.Module):
+    """Prompt embeddings `(C, L, W)` -> text features `(C, D)` taken at each prompt's EOT."""
+
+    def __init__(self, clip_text: CLIPTextModelWithProjection):
+        super().__init__()
+        self.clip = clip_text
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self.clip.text_model.embeddings.token_embedding
+
+    @property
+    def text_projection(self) -> nn.Linear:
+        return self.clip.text_projection
+
+    def forward(self, prompts: torch.Tensor, eot: torch.Tensor, truncate: bool = True) -> torch.Tensor:
+        tm = self.clip.text_model
+        if truncate:
+            # The causal mask makes rows after the last EOT irrelevant to every EOT row.
+            prompts = prompts[:, : int(eot.max()) + 1]
+        length = prompts.shape[1]
+        h = tm.embeddings(inputs_embeds=prompts)  # (C, L, W), positions added
+        h = tm.encoder(inputs_embeds=h, attention_mask=causal_mask(length, h.device, h.dtype)).last_hidden_state
+        h = tm.final_layer_norm(h)
+        h = h[torch.arange(h.shape[0], device=h.device), eot]  # (C, W)
+        return self.clip.text_projection(h)  # (C, D)
