@@ -179,7 +179,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "synthetic": dict(
         labels_asset=None,
         model=dict(emb_size=64, depth=1, concat_features=False, random_clip_width=64),
-        train=dict(lr=2e-3, epochs=12, warmup=1, batch_size=16, weight_decay=0.01),
+        train=dict(lr=2e-3, epochs=20, warmup=0, batch_size=8, weight_decay=0.01),
         data=dict(features="features", labels="labels.csv"),
         normal_id=None,
     ),

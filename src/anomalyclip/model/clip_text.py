@@ -40,7 +40,7 @@ def random_text_config(width: int = 64, layers: int = 2, output_dim: int = 512) 
 
 def build_text_model(config: CLIPTextConfig) -> CLIPTextModelWithProjection:
     config._attn_implementation = "sdpa"
-    return CLIPTextModelWithProjection(config).eval()
+    return CLIPTextModelWithProjection(config)
 
 
 def load_text_model(spec: str) -> CLIPTextModelWithProjection:
@@ -56,7 +56,7 @@ def load_text_model(spec: str) -> CLIPTextModelWithProjection:
         model = CLIPTextModelWithProjection.from_pretrained(str(spec), **kwargs)
     except OSError as e:
         raise InputError(f"cannot load a CLIP text model from {spec!r}: {e}") from None
-    return model.eval()
+    return model
 
 
 def causal_mask(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

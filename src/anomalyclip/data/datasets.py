@@ -1,0 +1,131 @@
+"""Torch datasets over feature files: sampled training items and whole test videos."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from anomalyclip.data.features import load_features, open_features, read_rows
+from anomalyclip.data.formats import ClassTable, Spans, VideoEntry
+from anomalyclip.data.sampling import frame_labels, train_indices
+from anomalyclip.errors import InputError
+
+
+def feature_path(root: str | Path, entry: VideoEntry) -> Path:
+    return Path(root) / f"{entry.path}.npy"
+
+
+def check_entries(entries: list[VideoEntry], root: str | Path, feature_dim: int) -> list[int]:
+    """Open every listed file once (header only) so a missing or malformed one fails before
+    training starts; returns the row counts."""
+    rows = []
+    for e in entries:
+        try:
+            rows.append(open_features(feature_path(root, e), feature_dim).shape[0])
+        except InputError as err:
+            raise InputError(f"{err} (listed at {e.source})") from None
+    return rows
+
+
+class TrainItems(Dataset):
+    """One item = one video reduced to n*l sampled rows; only those rows are read (memory map)."""
+
+    def __init__(self, entries: list[VideoEntry], root: str | Path, feature_dim: int, n: int = 32, l: int = 16):
+        self.entries, self.root, self.feature_dim, self.n, self.l = entries, Path(root), feature_dim, n, l
+        self.rows = check_entries(entries, root, feature_dim)
+        self._open: dict[int, np.ndarray] = {}  # per worker process: memory maps stay open
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _array(self, i: int) -> np.ndarray:
+        arr = self._open.get(i)
+        if arr is None:
+            arr = self._open[i] = open_features(feature_path(self.root, self.entries[i]), self.feature_dim)
+        return arr
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        idx = train_indices(self.rows[i], self.n, self.l)
+        # Read the needed rows in file order (sequential I/O), then put them in sampling order.
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        rows = read_rows(self._array(i), uniq, feature_path(self.root, self.entries[i]))
+        return torch.from_numpy(rows[inverse]), self.entries[i].label  # (n*l, D)
+
+
+@dataclass
+class TestVideo:
+    index: int
+    features: torch.Tensor  # (T, D)
+    labels: torch.Tensor  # (T,) frame class ids
+
+
+class TestVideos(Dataset):
+    """Whole test videos with their frame labels, one file read per item (streamed)."""
+
+    def __init__(self, entries: list[VideoEntry], root: str | Path, temporal: dict[str, Spans], classes: ClassTable, feature_dim: int):
+        self.entries, self.root, self.temporal, self.classes, self.feature_dim = entries, Path(root), temporal, classes, feature_dim
+        self.rows = check_entries(entries, root, feature_dim)
+        for e, t in zip(entries, self.rows):
+            if t != e.num_frames:
+                warnings.warn(
+                    f"{e.source}: the list gives {e.num_frames} frames but {feature_path(root, e)} has {t} rows; "
+                    "the rows are used",
+                    stacklevel=2,
+                )
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> TestVideo:
+        e = self.entries[i]
+        x = load_features(feature_path(self.root, e), self.feature_dim)
+        y = frame_labels(x.shape[0], e.label, self.temporal.get(Path(e.path).name, []), self.classes.normal_id, e.start_frame)
+        return TestVideo(i, torch.from_numpy(x), torch.from_numpy(y))
+
+
+class FrameBudgetBatches(Sampler[list[int]]):
+    """Consecutive test videos grouped so each forward holds about `budget` padded frames."""
+
+    def __init__(self, rows: list[int], budget: int, frames_per_grid: int = 512):
+        self.batches: list[list[int]] = []
+        cur, used = [], 0
+        for i, t in enumerate(rows):
+            padded = -(-t // frames_per_grid) * frames_per_grid
+            if cur and used + padded > budget:
+                self.batches.append(cur)
+                cur, used = [], 0
+            cur.append(i)
+            used += padded
+        if cur:
+            self.batches.append(cur)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def collate_videos(items: list[TestVideo]) -> list[TestVideo]:
+    return items
+
+
+def normal_centroid(entries: list[VideoEntry], root: str | Path, feature_dim: int) -> torch.Tensor:
+    """Mean raw feature over every frame of every normal training video (METHOD §3)."""
+    total = np.zeros(feature_dim, dtype=np.float64)
+    count = 0
+    for e in entries:
+        path = feature_path(root, e)
+        arr = open_features(path, feature_dim)
+        for start in range(0, arr.shape[0], 8192):  # bounded memory on long videos
+            block = read_rows(arr, np.arange(start, min(start + 8192, arr.shape[0])), path)
+            total += block.sum(axis=0, dtype=np.float64)
+            count += block.shape[0]
+    if count == 0:
+        raise InputError("no normal training frames to compute the normal centroid from")
+    return torch.from_numpy(total / count).float()
