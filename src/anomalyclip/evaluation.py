@@ -58,7 +58,7 @@ class Evaluator:
         return EvalResult(metrics, scores, probs, labels, video, frame)
 
 
-def test_loader(dataset: TestVideos, frames_per_forward: int, frames_per_grid: int, num_workers: int = 0) -> DataLoader:
+def video_loader(dataset: TestVideos, frames_per_forward: int, frames_per_grid: int, num_workers: int = 0) -> DataLoader:
     sampler = FrameBudgetBatches(dataset.rows, frames_per_forward, frames_per_grid)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_videos, num_workers=num_workers)
 
@@ -69,7 +69,7 @@ def evaluate(model: AnomalyCLIP, dataset: TestVideos, frames_per_forward: int = 
     model.eval()
     evaluator = Evaluator(dataset.classes)
     text = model.text_features()
-    loader = test_loader(dataset, frames_per_forward, model.cfg.frames_per_item)
+    loader = video_loader(dataset, frames_per_forward, model.cfg.frames_per_item)
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
         evaluator.score(model, batch, text)
     return evaluator.compute()

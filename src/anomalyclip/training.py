@@ -20,7 +20,7 @@ from anomalyclip.config import RunConfig
 from anomalyclip.data.datasets import TestVideos, TrainItems, normal_centroid
 from anomalyclip.data.formats import ClassTable, Spans, VideoEntry, read_labels, read_temporal, read_video_list
 from anomalyclip.errors import InputError
-from anomalyclip.evaluation import Evaluator, test_loader
+from anomalyclip.evaluation import Evaluator, video_loader
 from anomalyclip.fileio import write_json
 from anomalyclip.losses import compute_losses, select_segments
 from anomalyclip.model import AnomalyCLIP
@@ -169,7 +169,7 @@ class FeatureData(L.LightningDataModule):
         return {"abnormal": self._loader(self.abnormal), "normal": self._loader(self.normal)}
 
     def val_dataloader(self):
-        return test_loader(self.test, self.cfg.train.eval_frames_per_forward, self.cfg.model.frames_per_item)
+        return video_loader(self.test, self.cfg.train.eval_frames_per_forward, self.cfg.model.frames_per_item)
 
 
 def prepare_model(cfg: RunConfig, data: RunData) -> AnomalyCLIP:

@@ -23,7 +23,7 @@ def train_indices(num_rows: int, n: int = 32, l: int = 16, rng: np.random.Genera
     return ((starts[:, None] + np.arange(l)[None, :]) % num_rows).reshape(-1)  # (n*l,)
 
 
-def test_grid_index(num_rows: int, n: int = 32, l: int = 16) -> torch.Tensor:
+def eval_grid_index(num_rows: int, n: int = 32, l: int = 16) -> torch.Tensor:
     """Frame positions `(s, n*l)` of the s interleaved grids of a padded test video.
 
     The video is extended by wrap-around to `T' = ceil(T / (n*l)) * n*l` frames; 16-frame chunk k

@@ -9,7 +9,7 @@ from torch import nn
 from transformers import CLIPTextModelWithProjection
 
 from anomalyclip.config import ModelConfig
-from anomalyclip.data.sampling import test_grid_index
+from anomalyclip.data.sampling import eval_grid_index
 from anomalyclip.model.clip_text import TextEncoder, build_text_model, load_text_model, random_text_config
 from anomalyclip.model.prompt import PromptLearner
 from anomalyclip.model.selector import Selector
@@ -102,7 +102,7 @@ class AnomalyCLIP(nn.Module):
         grids, offsets = [], 0
         index = []
         for length in lengths:
-            frames = test_grid_index(length, n, l).to(dev)  # (s, n*l) positions in the padded video
+            frames = eval_grid_index(length, n, l).to(dev)  # (s, n*l) positions in the padded video
             index.append(frames)
             grids.append(inp[offsets + frames % length])  # (s, n*l, F), wrap-around padding
             offsets += length

@@ -1,0 +1,37 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from anomalyclip.config import ModelConfig  # noqa: E402
+from anomalyclip.data.synthetic import SyntheticSpec, write_synthetic  # noqa: E402
+
+torch.set_num_threads(2)
+
+UCF_LIKE = ["Abuse", "Arrest", "Fighting", "Normal", "Robbery"]
+
+
+def tiny_model_config(**kw) -> ModelConfig:
+    base = dict(class_names=UCF_LIKE, normal_id=3, emb_size=32, depth=1, random_clip_width=64, random_clip_layers=1)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+TINY_SPEC = SyntheticSpec(
+    seed=3,
+    abnormal_classes=("Explosion", "Fighting", "Shooting"),
+    train_abnormal_per_class=4,
+    train_normal=12,
+    test_abnormal_per_class=2,
+    test_normal=4,
+    min_len=60,
+    max_len=1400,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    return write_synthetic(tmp_path_factory.mktemp("synthetic"), TINY_SPEC)
