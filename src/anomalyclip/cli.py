@@ -192,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: InputError) -> str:
+    """The message itself, also when a data-loader worker wrapped it with its traceback."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split("InputError: ", 1)[-1]
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -213,7 +213,7 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
         devices=t.devices,
         strategy="ddp" if t.devices > 1 else "auto",
         use_distributed_sampler=False,
-        logger=CSVLogger(out, name="logs", version=""),
+        logger=CSVLogger(out, name="logs"),  # logs/version_N: a resumed run never overwrites
         callbacks=[ckpt_cb],
         check_val_every_n_epoch=t.eval_every if evaluate_each else 1,
         limit_val_batches=1.0 if evaluate_each else 0,

@@ -37,7 +37,7 @@ def num_rows(path: str | Path) -> int:
 
 def read_rows(arr: np.ndarray, rows: np.ndarray | None, path: str | Path) -> np.ndarray:
     """Rows as float32 (all rows when `rows` is None); NaN or inf ends in an error naming the row."""
-    out = np.asarray(arr if rows is None else arr[rows], dtype=np.float32)
+    out = np.array(arr if rows is None else arr[rows], dtype=np.float32)  # a writable copy
     bad = ~np.isfinite(out)
     if bad.any():
         r = int(np.nonzero(bad.any(axis=1))[0][0])

@@ -1,0 +1,120 @@
+"""Bad input ends in one clear error naming file, line and value, and nothing half-written."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from anomalyclip.checkpoint import LoadedModel
+from anomalyclip.cli import main
+from anomalyclip.config import ModelConfig
+from anomalyclip.export import save_export
+from anomalyclip.model import AnomalyCLIP
+
+
+@pytest.fixture()
+def data(tiny_dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = AnomalyCLIP(ModelConfig(class_names=["Explosion", "Fighting", "Normal", "Shooting"], normal_id=2, emb_size=32, random_clip_layers=1))
+    out = tmp_path_factory.mktemp("export")
+    save_export(LoadedModel(model.eval(), 0.5, "anomalyclip"), out)
+    return out
+
+
+def run_eval(data, ckpt, out, capsys):
+    code = main(["eval", "--checkpoint", str(ckpt), "--preset", "synthetic", "--data-root", str(data), "--out", str(out)])
+    return code, capsys.readouterr().err
+
+
+def assert_nothing_written(out):
+    assert not out.exists() or not any(out.iterdir())
+
+
+def first_test_video(data):
+    line = (data / "Anomaly_Test.txt").read_text().splitlines()[0]
+    return data / "features" / (line.split()[0] + ".npy")
+
+
+def test_eval_works_on_good_data(data, exported, tmp_path, capsys):
+    code, _ = run_eval(data, exported, tmp_path / "out", capsys)
+    assert code == 0 and (tmp_path / "out" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "corrupt, expected",
+    [
+        (lambda d, f: f.unlink(), "feature file not found"),
+        (lambda d, f: f.write_bytes(b"not a numpy file"), "not a readable .npy"),
+        (lambda d, f: np.save(f, np.zeros((40, 256), np.float32)), "feature width is 256, the model expects 512"),
+        (lambda d, f: np.save(f, np.where(np.arange(40)[:, None] == 5, np.nan, 1.0).astype(np.float32) * np.ones((40, 512), np.float32)), "row 5 holds a non-finite value (nan)"),
+    ],
+)
+def test_bad_feature_files(data, exported, tmp_path, capsys, corrupt, expected):
+    f = first_test_video(data)
+    corrupt(data, f)
+    out = tmp_path / "out"
+    code, err = run_eval(data, exported, out, capsys)
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err
+    assert str(f) in errors[0] and expected in errors[0]
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Explosion/Explosion_test000 0 12\n", "Anomaly_Test.txt:1: expected '<video> <start_frame> <end_frame> <label id>'"),
+        ("Explosion/Explosion_test000 0 12 9\n", "Anomaly_Test.txt:1: label id 9 is not in the labels CSV"),
+        ("\n", "Anomaly_Test.txt: the video list is empty"),
+    ],
+)
+def test_bad_test_list(data, exported, tmp_path, capsys, text, expected):
+    (data / "Anomaly_Test.txt").write_text(text)
+    out = tmp_path / "out"
+    code, err = run_eval(data, exported, out, capsys)
+    assert code == 2 and expected in err
+    assert_nothing_written(out)
+
+
+def test_bad_temporal_line(data, exported, tmp_path, capsys):
+    path = data / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"
+    path.write_text(path.read_text() + "Broken.mp4 Fighting 10\n")
+    code, err = run_eval(data, exported, tmp_path / "out", capsys)
+    n = len(path.read_text().splitlines())
+    assert code == 2 and f"{path}:{n}: start/end frames must come in pairs" in err
+
+
+def test_train_rejects_nan_training_item_with_one_line(data, tmp_path, capsys):
+    line = (data / "Anomaly_Train_Abnormal.txt").read_text().splitlines()[0]
+    f = data / "features" / (line.split()[0] + ".npy")
+    x = np.load(f)
+    x[:] = np.nan
+    np.save(f, x)
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "synthetic", "--data-root", str(data), "--out", str(out), "--epochs", "1", "--num-workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(f) in errors[0] and "non-finite value (nan)" in errors[0]
+    assert not (out / "metrics.json").exists()
+
+
+def test_train_rejects_normal_label_in_abnormal_list(data, tmp_path, capsys):
+    path = data / "Anomaly_Train_Abnormal.txt"
+    lines = path.read_text().splitlines()
+    first = lines[0].split()
+    lines[0] = " ".join(first[:3] + ["2"])
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "synthetic", "--data-root", str(data), "--out", str(out), "--epochs", "1"])
+    assert code == 2 and f"{path}:1: the abnormal training list holds a normal video" in capsys.readouterr().err
+    assert not out.exists()

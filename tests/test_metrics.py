@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from anomalyclip.metrics import compute_metrics, predict_classes, youden_threshold
+
+
+def random_eval(seed=0, n=3000, c=6, normal=2, absent=(5,)):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice([k for k in range(c) if k not in absent], size=n, p=None)
+    labels[rng.random(n) < 0.5] = normal
+    scores = np.clip(rng.random(n) * 0.6 + 0.4 * (labels != normal), 0, 1)
+    probs = rng.random((n, c))
+    probs[np.arange(n), labels] += 0.5
+    probs /= probs.sum(1, keepdims=True)
+    return scores, probs, labels
+
+
+def naive_youden(scores, binary):
+    best, best_t = -np.inf, None
+    for t in sorted(set(scores.tolist()), reverse=True):
+        pred = scores >= t
+        tpr = (pred & (binary == 1)).sum() / (binary == 1).sum()
+        fpr = (pred & (binary == 0)).sum() / (binary == 0).sum()
+        if tpr - fpr > best:
+            best, best_t = tpr - fpr, t
+    return best_t
+
+
+def test_metrics_against_sklearn_and_naive_loops():
+    normal = 2
+    scores, probs, labels = random_eval(normal=normal)
+    m = compute_metrics(scores, probs, labels, normal)
+    binary = (labels != normal).astype(int)
+    assert m["auc_roc"] == pytest.approx(roc_auc_score(binary, scores), abs=1e-12)
+    assert m["auc_pr"] == pytest.approx(average_precision_score(binary, scores), abs=1e-12)
+    assert m["optimal_threshold"] == pytest.approx(naive_youden(scores, binary))
+    per_auc = [roc_auc_score(labels == c, probs[:, c]) for c in (0, 1, 3, 4)]
+    per_ap = [average_precision_score(labels == c, probs[:, c]) for c in (0, 1, 3, 4)]
+    assert m["mc_auroc"][5] is None and m["mc_aupr"][5] is None  # absent class
+    assert m["mc_auroc"][0] == pytest.approx(per_auc[0])
+    assert m["mean_mc_auroc"] == pytest.approx(np.mean(per_auc))
+    assert m["mean_mc_aupr"] == pytest.approx(np.mean(per_ap))
+
+    # Predicted class, top-1 and top-5 by explicit loops.
+    thr = m["optimal_threshold"]
+    pred, top1_hits, top5_hits = [], {}, {}
+    for s, pr, y in zip(scores, probs, labels):
+        ranked = [c for c in np.argsort(-pr, kind="stable") if c != normal]
+        p = normal if s < thr else ranked[0]
+        pred.append(p)
+        top5 = [normal] + ranked[:4] if p == normal else ranked[:5]
+        top1_hits.setdefault(y, []).append((normal if p == normal else ranked[0]) == y)
+        top5_hits.setdefault(y, []).append(y in top5)
+    assert predict_classes(scores, probs, normal, thr).tolist() == pred
+    for c in (0, 1, 2, 3, 4):
+        assert m["top1_accuracy"][c] == pytest.approx(np.mean(top1_hits[c]))
+        assert m["top5_accuracy"][c] == pytest.approx(np.mean(top5_hits[c]))
+    cm = np.array(m["confusion_matrix"])
+    for c in (0, 1, 2, 3, 4):
+        row = [(np.array(pred)[labels == c] == j).mean() for j in range(6)]
+        assert cm[c] == pytest.approx(row)
+    assert cm[5].tolist() == [0] * 6
+
+
+def test_youden_uses_roc_thresholds():
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    binary = np.array([0, 0, 1, 1])
+    assert youden_threshold(scores, binary) == pytest.approx(naive_youden(scores, binary))
+
+
+def test_one_class_only_is_an_error():
+    with pytest.raises(ValueError, match="both normal and abnormal"):
+        compute_metrics(np.ones(4), np.full((4, 3), 1 / 3), np.zeros(4, dtype=int), 0)
