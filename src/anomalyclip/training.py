@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -185,6 +186,8 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
         raise InputError("nothing to resume: no checkpoints/last.ckpt in the run folder", out)
     if not resume and last.is_file():
         raise InputError("the run folder already holds a run; pass --resume to continue it or choose another --out", out)
+    # Lightning's start-up banners (accelerator availability, logger tips) are noise here.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = load_run_data(cfg)
     dm = FeatureData(cfg, data)
@@ -216,7 +219,7 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
         logger=CSVLogger(out, name="logs"),  # logs/version_N: a resumed run never overwrites
         callbacks=[ckpt_cb],
         check_val_every_n_epoch=t.eval_every if evaluate_each else 1,
-        limit_val_batches=1.0 if evaluate_each else 0,
+        **({} if evaluate_each else {"limit_val_batches": 0}),
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
         enable_model_summary=False,
