@@ -76,6 +76,8 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False) -> dict:
     from anomalyclip.training import train
 
     summary = train(cfg, out, resume=resume)
+    if not summary["global_zero"]:
+        return {"metrics": None, "train_seconds": summary["train_seconds"]}
     data = summary["data"]
     loaded = load_checkpoint(summary["best_checkpoint"])
     ds = TestVideos(data.test, data.features, data.temporal, data.classes, cfg.model.feature_dim)
@@ -101,6 +103,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.epochs:
         cfg.train.epochs = args.epochs
     summary = run_training(cfg, out)
+    if summary["metrics"] is None:
+        return 0
     print(f"demo wall time: {time.time() - start:.1f} s (training {summary['train_seconds']:.1f} s)")
     return 0
 

@@ -229,4 +229,10 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=False)
     best = ckpt_cb.best_model_path or str(last)
-    return {"best_checkpoint": best, "last_checkpoint": str(last), "train_seconds": time.time() - start, "data": data}
+    return {
+        "best_checkpoint": best,
+        "last_checkpoint": str(last),
+        "train_seconds": time.time() - start,
+        "data": data,
+        "global_zero": trainer.is_global_zero,  # under DDP, other ranks stop after fit
+    }
