@@ -41,9 +41,7 @@ def _data_config(args: argparse.Namespace, train: bool) -> RunConfig:
     if not args.preset:
         missing = [n for n in DATA_FLAGS if (train or n not in ("train_abnormal", "train_normal")) and not getattr(args, n, None)]
         if missing:
-            raise InputError(
-                "without --preset, give " + ", ".join("--" + m.replace("_", "-") for m in missing)
-            )
+            raise InputError("without --preset, give " + ", ".join("--" + m.replace("_", "-") for m in missing))
     return cfg
 
 
@@ -53,12 +51,14 @@ def _default_out(kind: str) -> Path:
 
 # -- commands ----------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from anomalyclip.training import train
-
     if not args.preset:
         raise InputError("train needs --preset (ucfcrime, shanghaitech, xdviolence or synthetic)")
     cfg = _data_config(args, train=True)
-    overrides = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, devices=args.devices, seed=args.seed, eval_every=args.eval_every, num_workers=args.num_workers).items() if v is not None}
+    flags = dict(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, devices=args.devices,
+        seed=args.seed, eval_every=args.eval_every, num_workers=args.num_workers,
+    )
+    overrides = {k: v for k, v in flags.items() if v is not None}
     cfg.train = dataclasses.replace(cfg.train, **overrides)
     if args.clip:
         cfg.model.clip = args.clip
