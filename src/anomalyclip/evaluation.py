@@ -14,8 +14,9 @@ from tqdm.auto import tqdm
 from anomalyclip.data.datasets import FrameBudgetBatches, TestVideo, TestVideos, collate_videos
 from anomalyclip.data.formats import ClassTable, VideoEntry
 from anomalyclip.fileio import atomic_path, write_json
-from anomalyclip.metrics import compute_metrics, predict_classes
+from anomalyclip.metrics import compute_metrics
 from anomalyclip.model import AnomalyCLIP
+from anomalyclip.model.anomalyclip import predict_classes
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from anomalyclip.errors import InputError
+from anomalyclip.model.anomalyclip import predict_classes
 from anomalyclip.fileio import atomic_path, write_json, write_text
 
 DEFAULT_THRESHOLD = 0.5
@@ -40,14 +41,6 @@ class Prediction:
     @property
     def num_frames(self) -> int:
         return int(self.scores.shape[0])
-
-
-def predict_classes(scores: np.ndarray, probs: np.ndarray, normal_id: int, threshold: float) -> np.ndarray:
-    """Normal where `score < threshold`, else the argmax of the abnormal columns of P (METHOD §11)."""
-    abn = np.delete(probs, normal_id, axis=1)
-    best = abn.argmax(axis=1)
-    best = np.where(best >= normal_id, best + 1, best)
-    return np.where(scores < threshold, normal_id, best).astype(np.int64)
 
 
 def check_threshold(value: float, where: str = "--threshold") -> float:

@@ -5,20 +5,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
 
+from anomalyclip.model.anomalyclip import predict_classes
+
 
 def youden_threshold(scores: np.ndarray, binary: np.ndarray) -> float:
     """argmax(TPR - FPR) over the ROC's thresholds (every distinct score, none dropped)."""
     fpr, tpr, thr = roc_curve(binary, scores, drop_intermediate=False)
     best = int(np.argmax(tpr - fpr))
     return float(min(thr[best], 1.0))  # the first ROC threshold is +inf: clamp to a usable score
-
-
-def predict_classes(scores: np.ndarray, probs: np.ndarray, normal_id: int, threshold: float) -> np.ndarray:
-    """Normal where p < threshold, else the most probable abnormal class."""
-    abn = np.delete(probs, normal_id, axis=1)
-    best = abn.argmax(axis=1)
-    best = np.where(best >= normal_id, best + 1, best)
-    return np.where(scores < threshold, normal_id, best)
 
 
 def _ranked_classes(probs: np.ndarray, normal_id: int, predicted_normal: np.ndarray, k: int) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import CLIPTextModelWithProjection
@@ -27,6 +28,14 @@ def class_probs(similarity: torch.Tensor, scores: torch.Tensor, normal_id: int) 
     abn = similarity.softmax(dim=-1) * scores[..., None]  # (..., K)
     nor = (1 - scores)[..., None]
     return torch.cat([abn[..., :normal_id], nor, abn[..., normal_id:]], dim=-1)
+
+
+def predict_classes(scores: np.ndarray, probs: np.ndarray, normal_id: int, threshold: float) -> np.ndarray:
+    """Normal where `score < threshold`, else the most probable abnormal class (METHOD §11)."""
+    abn = np.delete(probs, normal_id, axis=1)
+    best = abn.argmax(axis=1)
+    best = np.where(best >= normal_id, best + 1, best)
+    return np.where(scores < threshold, normal_id, best).astype(np.int64)
 
 
 class AnomalyCLIP(nn.Module):
