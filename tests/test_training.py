@@ -44,7 +44,7 @@ def test_training_item_reads_the_sampled_rows(tiny_dataset):
 def test_train_eval_end_to_end_and_resume(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--preset", "synthetic", "--data-root", str(tiny_dataset), "--out", str(out), "--num-workers", "0"]
-    assert main(args + ["--epochs", "6"]) == 0
+    assert main(args + ["--epochs", "8"]) == 0
     printed = capsys.readouterr().out
     assert "AUC" in printed and "mAUC" in printed
     for name in ("config.json", "metrics.json", "predictions.csv", "roc.png", "pr.png", "confusion_matrix.png",
@@ -75,9 +75,9 @@ def test_train_eval_end_to_end_and_resume(tiny_dataset, tmp_path, capsys):
     assert torch.count_nonzero(ckpt["state_dict"]["model.centroid"]) > 0
 
     # Resume continues the run to the new epoch count.
-    assert main(args + ["--epochs", "7", "--resume"]) == 0
+    assert main(args + ["--epochs", "9", "--resume"]) == 0
     history = json.loads((out / "eval_history.json").read_text())
-    assert [h["epoch"] for h in history] == list(range(7))
+    assert [h["epoch"] for h in history] == list(range(9))
     assert (out / "logs/version_0/metrics.csv").is_file() and (out / "logs/version_1/metrics.csv").is_file()
 
 

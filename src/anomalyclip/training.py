@@ -227,7 +227,7 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
         deterministic=False,
     )
     start = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=False)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     best = ckpt_cb.best_model_path or str(last)
     return {
         "best_checkpoint": best,
