@@ -118,3 +118,35 @@ def test_train_rejects_normal_label_in_abnormal_list(data, tmp_path, capsys):
     code = main(["train", "--preset", "synthetic", "--data-root", str(data), "--out", str(out), "--epochs", "1"])
     assert code == 2 and f"{path}:1: the abnormal training list holds a normal video" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_eval_of_an_authors_checkpoint_equals_our_own(data, tmp_path, capsys):
+    """The same weights as the authors' `last.ckpt` (+ ncentroid.pt) and as our export give the
+    same metrics through the same `eval` flags."""
+    import json
+
+    from anomalyclip.reference import to_reference_state_dict
+
+    torch.manual_seed(1)
+    model = AnomalyCLIP(ModelConfig(class_names=["Explosion", "Fighting", "Normal", "Shooting"], normal_id=2, emb_size=32, random_clip_layers=1))
+    model.centroid.normal_(0, 0.3)
+    with torch.no_grad():
+        model.selector.bn.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    ref = tmp_path / "authors" / "checkpoints" / "last.ckpt"
+    ref.parent.mkdir(parents=True)
+    torch.save({"state_dict": to_reference_state_dict(model), "epoch": 49}, ref)
+    torch.save(model.centroid.clone(), ref.parent / "ncentroid.pt")
+    ours = tmp_path / "ours"
+    save_export(LoadedModel(model, None, "anomalyclip"), ours)
+    flags = ["--features", str(data / "features"), "--test-list", str(data / "Anomaly_Test.txt"),
+             "--temporal", str(data / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"), "--labels", str(data / "labels.csv")]
+    assert main(["eval", "--checkpoint", str(ref), "--out", str(tmp_path / "e1")] + flags) == 0
+    assert main(["eval", "--checkpoint", str(ours), "--out", str(tmp_path / "e2")] + flags) == 0
+    m1 = json.loads((tmp_path / "e1" / "metrics.json").read_text())
+    m2 = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    for key in ("auc_roc", "auc_pr", "mean_mc_auroc", "mean_mc_aupr", "optimal_threshold"):
+        assert m1[key] == pytest.approx(m2[key], abs=1e-6), key
+    p1 = np.loadtxt(tmp_path / "e1" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(1, 9))
+    p2 = np.loadtxt(tmp_path / "e2" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(1, 9))
+    np.testing.assert_allclose(p1, p2, atol=1e-5)
