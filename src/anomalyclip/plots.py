@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from anomalyclip.fileio import atomic_path  # noqa: E402
@@ -52,4 +53,80 @@ def plot_confusion(path: str | Path, matrix: np.ndarray, names: list[str]) -> No
                 ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=7,
                         color="white" if matrix[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(fig, path)
+
+
+def class_colours(class_names: list[str], normal_id: int) -> list[tuple]:
+    """A fixed colour per class id (normal light grey), the same in every figure."""
+    cmap = matplotlib.colormaps["tab20"] if len(class_names) > 11 else matplotlib.colormaps["tab10"]
+    out, k = [], 0
+    for c in range(len(class_names)):
+        if c == normal_id:
+            out.append((0.86, 0.86, 0.86, 1.0))
+        else:
+            out.append(cmap(k % cmap.N))
+            k += 1
+    return out
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, length, value) of the maximal runs of equal values."""
+    change = np.nonzero(np.diff(values))[0] + 1
+    starts = np.concatenate([[0], change])
+    lengths = np.diff(np.concatenate([starts, [len(values)]]))
+    return [(int(s), int(n), int(values[s])) for s, n in zip(starts, lengths)]
+
+
+def plot_prediction(
+    path: str | Path,
+    prediction,  # inference.Prediction
+    class_names: list[str],
+    normal_id: int,
+    fps: float | None = None,
+    gt_spans: list[tuple[int, int]] | None = None,
+    title: str = "",
+) -> None:
+    """Score curve, threshold line, ground-truth spans shaded, predicted classes as a band below."""
+    t = prediction.num_frames
+    scale = 1.0 / fps if fps else 1.0
+    x = np.arange(t) * scale
+    colours = class_colours(class_names, normal_id)
+    fig, (ax, band) = plt.subplots(
+        2, 1, figsize=(11, 4.2), sharex=True, gridspec_kw={"height_ratios": [6, 1], "hspace": 0.06}
+    )
+    handles = []
+    for i, (s, e) in enumerate(gt_spans or []):
+        h = ax.axvspan(s * scale, (e + 1) * scale, color="tab:red", alpha=0.15, linewidth=0, label="ground truth" if i == 0 else None)
+        if i == 0:
+            handles.append(h)
+    (line,) = ax.plot(x, prediction.scores, color="tab:blue", linewidth=1.2, label="anomaly score")
+    thr = ax.axhline(prediction.threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {prediction.threshold:.3g}")
+    handles = [line, thr] + handles
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(0, max(t, 1) * scale)
+    ax.set_ylabel("anomaly score")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.8)
+
+    by_class: dict[int, list[tuple[float, float]]] = {}
+    for s, n, c in _runs(prediction.pred):
+        by_class.setdefault(c, []).append((s * scale, n * scale))
+    for c, bars in by_class.items():
+        band.broken_barh(bars, (0, 1), facecolors=colours[c], linewidth=0)
+    band.set_ylim(0, 1)
+    band.set_yticks([])
+    band.set_ylabel("class", rotation=0, ha="right", va="center", fontsize=8)
+    band.set_xlabel("time (s)" if fps else "frame")
+    present = sorted(by_class)
+    band.legend(
+        handles=[Patch(facecolor=colours[c], label=class_names[c]) for c in present],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.9),
+        ncol=min(len(present), 6),
+        fontsize=8,
+        frameon=False,
+        title="predicted class",
+        title_fontsize=8,
+    )
     _save(fig, path)
