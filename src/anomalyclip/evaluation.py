@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import io
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,38 @@ from anomalyclip.fileio import atomic_path, write_json
 from anomalyclip.metrics import compute_metrics
 from anomalyclip.model import AnomalyCLIP
 from anomalyclip.model.anomalyclip import predict_classes
+
+
+@functools.cache
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+_TRIM_AFTER_GROWTH = 256 * 2**20
+_resident_after_trim = [0]
+
+
+def release_free_memory() -> None:
+    """Give memory freed by the forwards back to the OS once the resident size has grown by
+    256 MB. glibc keeps freed blocks of up to 32 MB in its heap, and the resident size of a long
+    evaluation (UCF-Crime's test set) creeps up by about 1 GB otherwise; trimming after every
+    forward instead costs ~5% in page faults. Changes no number."""
+    trim = _malloc_trim()
+    if trim is None:
+        return
+    if _resident_bytes() > _resident_after_trim[0] + _TRIM_AFTER_GROWTH:
+        trim(0)
+        _resident_after_trim[0] = _resident_bytes()
 
 
 @dataclass
@@ -46,6 +82,8 @@ class Evaluator:
         outputs = model.score_videos([v.features for v in batch], text_features)
         for v, (p, probs) in zip(batch, outputs):
             self.update(v, p, probs)
+        del outputs
+        release_free_memory()
 
     def compute(self) -> EvalResult:
         order = sorted(self._parts)
@@ -64,7 +102,7 @@ def video_loader(dataset: TestVideos, frames_per_forward: int, frames_per_grid: 
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_videos, num_workers=num_workers)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: AnomalyCLIP, dataset: TestVideos, frames_per_forward: int = 16384, progress: bool = True) -> EvalResult:
     """Score every test video (several per forward), text features computed once."""
     model.eval()
@@ -113,7 +151,7 @@ def format_table(metrics: dict) -> str:
         ("mAUC", metrics["mean_mc_auroc"]),
         ("mAP", metrics["mean_mc_aupr"]),
     ]
-    width = max(len(k) for k, _ in rows)
+    width = len("threshold")
     lines = [f"{'metric':<{width}}  value (%)", f"{'-' * width}  ---------"]
     lines += [f"{k:<{width}}  {'n/a' if v is None else f'{100 * v:9.2f}'}" for k, v in rows]
     lines.append(f"{'threshold':<{width}}  {metrics['optimal_threshold']:.4f}")

@@ -24,9 +24,10 @@ class TemporalModel(nn.Module):
     The axial transformer is always built reversible so checkpoint keys never depend on how it
     is run; `recompute=False` runs the same blocks as an ordinary autograd graph (more memory,
     no recomputation in backward), which computes the identical function. That plain path (also
-    used whenever no gradient is needed) keeps the grid frames-major, `(G, n, l, E)`: the 3x3
-    convolutions then run channels-last and the attention needs no permuted copies of the
-    whole grid, where the library's modules permute to channels-first and back around each part.
+    used whenever no gradient is needed) calls the library's parameters on frames-major grids,
+    `(G, n, l, E)`: layer norms and linear layers need no permuted copy of the grid, and the 3x3
+    convolutions run channels-last, where the library's modules permute to channels-first and
+    back around each part.
     """
 
     def __init__(self, in_dim: int, emb_size: int, depth: int, heads: int, num_segments: int, seg_length: int, recompute: bool = True):
@@ -100,12 +101,26 @@ class TemporalModel(nn.Module):
             x2 = x2 + self._part(block.g.net, x1)
         return (x1 + x2) * 0.5  # = stack([x1, x2]).mean(0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # On CPU the plain path runs in pieces of this many grids (grids are independent, so the
+    # numbers are the same): every intermediate then stays small (16 MB at E = 256), in cache and
+    # reused by the allocator, where whole-batch tensors (128 MB at batch 64) come as fresh pages
+    # each time. About 10% faster at batch 64.
+    cpu_grids_per_piece = 8
+
+    def _forward(self, x: torch.Tensor, plain: bool) -> torch.Tensor:
         g = x.shape[0]
         h = self.projection(x).view(g, self.num_segments, self.seg_length, -1)  # (G, n, l, E)
-        if self.recompute and torch.is_grad_enabled():
+        if plain:
+            h = self._axial_plain(h)
+        else:
             h = self.axial_attn(h.permute(0, 3, 1, 2))  # (G, E, n, l)
             h = h.permute(0, 2, 3, 1)
-        else:
-            h = self._axial_plain(h)
         return self.classifier(h.reshape(g, self.num_segments * self.seg_length, -1))  # (G, n*l)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return self._forward(x, plain=False)
+        piece = self.cpu_grids_per_piece
+        if x.device.type == "cpu" and x.shape[0] > piece:
+            return torch.cat([self._forward(c, plain=True) for c in x.split(piece)])
+        return self._forward(x, plain=True)
