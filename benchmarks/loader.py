@@ -13,8 +13,9 @@ The OS page cache makes a second read of a file fast, so two figures per method:
             the host's own cache under this machine may still hold the data;
   warm:     every file was read once before the timed pass.
 Items come from a DataLoader with `--workers` worker processes and batches of `--batch` (half a
-training batch), shuffled, as in training. The files are generated once under `--dir` and reused;
-`--items` entries cycle over `--files` distinct files.
+training batch), shuffled, as in training; also read one after another in one process (the
+readers alone), and made in memory without any file (the DataLoader's own ceiling). The files
+are generated once under `--dir` and reused; `--items` entries cycle over `--files` distinct files.
 """
 
 from __future__ import annotations
@@ -90,6 +91,28 @@ class Cold(Dataset):
             self.items._open.pop(i, None)
 
 
+class NoRead(Dataset):
+    """The DataLoader's own cost: items of the same size made in memory, no file touched."""
+
+    def __init__(self, n: int):
+        self.n, self.row = n, np.random.default_rng(0).standard_normal((512, D), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(self.row.copy()), 0
+
+
+def in_process(ds: Dataset, count: int) -> float:
+    """Items per second read one after another in this process (no DataLoader)."""
+    np.random.seed(0)
+    t0 = time.perf_counter()
+    for i in range(count):
+        ds[i]
+    return count / (time.perf_counter() - t0)
+
+
 def seed_worker(worker_id: int) -> None:
     np.random.seed(1000 + worker_id)
 
@@ -120,21 +143,27 @@ def main(argv=None) -> None:
     mean_mb = np.mean([lengths[i % args.files] for i in range(args.items)]) * D * 4 / 2**20
 
     rows = []
+    probe = min(args.items, args.files)  # distinct files for the in-process figures
     for name, whole in (("whole file (np.load)", True), ("memory-mapped rows", False)):
         items = TrainItems(entries, folder, D, read_whole_file=whole)
         t_cold, n = one_pass(Cold(items), args.workers, args.batch)
         one_pass(items, args.workers, args.batch)  # fill the page cache
         t_warm, _ = one_pass(items, args.workers, args.batch)
-        rows.append((name, n / t_cold, n / t_warm))
+        solo_cold = in_process(Cold(items), probe)
+        solo_warm = in_process(items, probe)
+        rows.append((name, n / t_cold, n / t_warm, solo_cold, solo_warm))
+    t_none, n = one_pass(NoRead(args.items), args.workers, args.batch)
 
     print(
         f"\ntraining items (512 of the rows of one video, float32 x {D}): {args.items} items over {args.files} distinct files, "
         f"mean file {mean_mb:.1f} MB; DataLoader with {args.workers} workers, batches of {args.batch}; {os.cpu_count()} CPUs"
     )
-    print(f"{'reader':<22} {'cold-ish items/s':>17} {'warm items/s':>13}")
-    for name, cold, warm in rows:
-        print(f"{name:<22} {cold:17.1f} {warm:13.1f}")
-    print(f"{'speed-up':<22} {rows[1][1] / rows[0][1]:16.1f}x {rows[1][2] / rows[0][2]:12.1f}x")
+    print(f"{'':<22} {'DataLoader, items/s':>31} {'one process, no DataLoader':>31}")
+    print(f"{'reader':<22} {'cold-ish':>15} {'warm':>15} {'cold-ish':>15} {'warm':>15}")
+    for name, *v in rows:
+        print(f"{name:<22} " + " ".join(f"{x:15.1f}" for x in v))
+    print(f"{'speed-up':<22} " + " ".join(f"{b / a:14.1f}x" for a, b in zip(rows[0][1:], rows[1][1:])))
+    print(f"{'no file access':<22} {n / t_none:15.1f} {'':15} (the DataLoader's own ceiling: collate, worker transfer)")
 
 
 if __name__ == "__main__":
