@@ -39,6 +39,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def setup_torch(device_name: str, threads: int, tf32: bool) -> torch.device:
+    """Thread count (0: torch's default), the device, and TF32 on CUDA only when asked for."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    return device
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -40,7 +40,7 @@ from _common import (  # noqa: E402
     conv_rate,
     device_words,
     matmul_rate,
-    pick_device,
+    setup_torch,
     temporal_flops_per_frame,
     text_flops,
     ucf_model_config,
@@ -179,12 +179,7 @@ def main(argv=None) -> None:
     ap.add_argument("--run", choices=["naive", "optimised"], help=argparse.SUPPRESS)  # internal: one path
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = args.tf32
-        torch.backends.cudnn.allow_tf32 = args.tf32
+    device = setup_torch(args.device, args.threads, args.tf32)
     folder = args.dir / f"v{args.videos}_f{args.frames}"
 
     if args.run:

@@ -29,7 +29,7 @@ from _common import (  # noqa: E402
     device_words,
     matmul_rate,
     median,
-    pick_device,
+    setup_torch,
     temporal_flops_per_frame,
     text_flops,
     timed,
@@ -121,12 +121,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.batch % 2:
         ap.error("--batch must be even")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = args.tf32
-        torch.backends.cudnn.allow_tf32 = args.tf32
+    device = setup_torch(args.device, args.threads, args.tf32)
 
     base = ucf_model_config()
     naive = Path_("naive", build_model(naive_model_config(base)), select_segments_loop, device)
