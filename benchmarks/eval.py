@@ -5,8 +5,9 @@ probabilities for every frame, then every metric (AUC, AP, mAUC, mAP, accuracies
 in its own subprocess, so the peak RSS (`ru_maxrss`) is that path's alone.
 
 Naive: one test video per forward, text features recomputed for every video by the full 77-token
-text transformer. Optimised: `evaluation.evaluate` (text features once, truncated; several videos
-per forward up to `--frames-per-forward` padded frames).
+text transformer. Optimised: what `anomalyclip eval` does: `freeze_text_features` (text features
+once, truncated; the text tower dropped), then `evaluation.evaluate` (several videos per forward up
+to `--frames-per-forward` padded frames, long videos centred in place).
 
     python benchmarks/eval.py                       # 290 videos, 1.1 M frames (~2.3 GB of .npy)
     python benchmarks/eval.py --videos 40 --frames 150000
@@ -147,6 +148,7 @@ def run_path(path: str, folder: Path, device: torch.device, frames_per_forward: 
     if path == "naive":
         result = evaluate_naive(model, ds)
     else:
+        model.freeze_text_features()
         result = evaluation.evaluate(model, ds, frames_per_forward=frames_per_forward, progress=False)
     seconds = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

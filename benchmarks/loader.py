@@ -2,7 +2,8 @@
 
 An item is one video reduced to 32 x 16 = 512 sampled rows (METHOD §7). The reference reads the
 whole file (np.load, ~17 MB for an average UCF-Crime training video) to use 512 rows;
-`TrainItems` memory-maps the file and reads only those rows.
+`TrainItems` memory-maps the file and reads only those rows, and a worker asks the disk for every
+row of its whole batch before it reads any (one round trip per batch, not per item).
 
     python benchmarks/loader.py                     # 1610 items over 200 distinct files (~3.4 GB)
     python benchmarks/loader.py --files 40 --items 400 --mean-rows 4000
@@ -13,7 +14,7 @@ The OS page cache makes a second read of a file fast, so two figures per method:
             the host's own cache under this machine may still hold the data;
   warm:     every file was read once before the timed pass.
 Items come from a DataLoader with `--workers` worker processes and batches of `--batch` (half a
-training batch), shuffled, as in training; also read one after another in one process (the
+training batch), shuffled, as in training; also read a batch at a time in one process (the
 readers alone), and made in memory without any file (the DataLoader's own ceiling). The files
 are generated once under `--dir` and reused; `--items` entries cycle over `--files` distinct files.
 """
@@ -82,13 +83,17 @@ class Cold(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        path = feature_path(self.items.root, self.items.entries[i])
-        self.items._open.pop(i, None)  # a kept memory map pins its pages in the cache
-        drop_from_cache(path)
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]):
+        for i in indices:
+            self.items._open.pop(i, None)  # a kept memory map pins its pages in the cache
+            drop_from_cache(feature_path(self.items.root, self.items.entries[i]))
         try:
-            return self.items[i]
+            return self.items.__getitems__(indices)
         finally:
-            self.items._open.pop(i, None)
+            for i in indices:
+                self.items._open.pop(i, None)
 
 
 class NoRead(Dataset):
@@ -104,12 +109,12 @@ class NoRead(Dataset):
         return torch.from_numpy(self.row.copy()), 0
 
 
-def in_process(ds: Dataset, count: int) -> float:
-    """Items per second read one after another in this process (no DataLoader)."""
+def in_process(ds: Dataset, count: int, batch: int) -> float:
+    """Items per second read in this process, `batch` at a time as a worker does (no DataLoader)."""
     np.random.seed(0)
     t0 = time.perf_counter()
-    for i in range(count):
-        ds[i]
+    for start in range(0, count, batch):
+        ds.__getitems__(list(range(start, min(count, start + batch))))
     return count / (time.perf_counter() - t0)
 
 
@@ -149,8 +154,8 @@ def main(argv=None) -> None:
         t_cold, n = one_pass(Cold(items), args.workers, args.batch)
         one_pass(items, args.workers, args.batch)  # fill the page cache
         t_warm, _ = one_pass(items, args.workers, args.batch)
-        solo_cold = in_process(Cold(items), probe)
-        solo_warm = in_process(items, probe)
+        solo_cold = in_process(Cold(items), probe, args.batch)
+        solo_warm = in_process(items, probe, args.batch)
         rows.append((name, n / t_cold, n / t_warm, solo_cold, solo_warm))
     t_none, n = one_pass(NoRead(args.items), args.workers, args.batch)
 

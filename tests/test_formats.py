@@ -84,3 +84,34 @@ def test_frame_labels_spans():
     assert lab.tolist() == expected
     assert frame_labels(5, 5, [], normal_id=7).tolist() == [7] * 5
     assert np.array_equal(frame_labels(4, 1, [(0, 100)], 0), np.ones(4, dtype=np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_load_features_reads_every_value(tmp_path, dtype):
+    from anomalyclip.data.features import load_features
+
+    x = np.random.default_rng(0).standard_normal((301, 24)).astype(dtype)
+    np.save(tmp_path / "v.npy", x)
+    got = load_features(tmp_path / "v.npy", 24)
+    assert got.dtype == np.float32 and got.flags.writeable
+    np.testing.assert_array_equal(got, x.astype(np.float32))
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))  # column-major files load too
+    np.testing.assert_array_equal(load_features(tmp_path / "f.npy", 24), x.astype(np.float32))
+
+
+def test_load_features_non_finite_and_overflowing_sums(tmp_path):
+    from anomalyclip.data.features import load_features
+
+    big = np.full((10, 8), 3e38, np.float32)  # finite, but the sum overflows: not an error
+    np.save(tmp_path / "big.npy", big)
+    np.testing.assert_array_equal(load_features(tmp_path / "big.npy"), big)
+    x = np.zeros((10, 8), np.float32)
+    x[7, 3] = -np.inf
+    np.save(tmp_path / "inf.npy", x)
+    with pytest.raises(InputError, match=r"row 7 holds a non-finite value \(-inf\)"):
+        load_features(tmp_path / "inf.npy")
+    np.save(tmp_path / "short.npy", np.zeros((10, 8), np.float32))
+    data = (tmp_path / "short.npy").read_bytes()
+    (tmp_path / "short.npy").write_bytes(data[:-40])
+    with pytest.raises(InputError, match="short.npy"):
+        load_features(tmp_path / "short.npy")

@@ -209,3 +209,64 @@ def test_long_videos_scored_in_pieces_give_the_same_numbers():
     for (p, probs), (p2, probs2) in zip(whole, pieces):
         torch.testing.assert_close(p2, p, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(probs2, probs, atol=1e-6, rtol=1e-5)
+
+
+def test_overwrite_input_centres_a_lone_video_in_place_with_the_same_numbers():
+    _, fast = pair()
+    fast.eval()
+    g = torch.Generator().manual_seed(4)
+    video = torch.randn(150, D, generator=g)
+    text = fast.text_features()
+    [(p, probs)] = fast.score_videos([video], text)
+    mine = video.clone()
+    with torch.inference_mode():
+        [(p2, probs2)] = fast.score_videos([mine], text, overwrite_input=True)
+    assert torch.equal(p2, p) and torch.equal(probs2, probs)
+    torch.testing.assert_close(mine, video - fast.centroid)  # the memory was reused
+    pair_in = [video.clone(), video[:40].clone()]
+    fast.score_videos(pair_in, text, overwrite_input=True)  # several videos: copied, inputs kept
+    assert torch.equal(pair_in[0], video) and torch.equal(pair_in[1], video[:40])
+
+
+def test_frozen_text_features_give_the_same_scores_and_refuse_training():
+    from anomalyclip.checkpoint import model_meta
+
+    _, fast = pair()
+    fast.eval()
+    g = torch.Generator().manual_seed(5)
+    videos = [torch.randn(t, D, generator=g) for t in (150, 9)]
+    text = fast.text_features()
+    before = fast.score_videos(videos)
+    frozen = fast.freeze_text_features()
+    assert fast.text_encoder is None and torch.equal(frozen, text)
+    assert not any(k.startswith("text_encoder.") for k in fast.state_dict())
+    after = fast.score_videos(videos)  # text features from the kept copy
+    for (p, probs), (p2, probs2) in zip(before, after):
+        assert torch.equal(p, p2) and torch.equal(probs, probs2)
+    fast.train()
+    with pytest.raises(RuntimeError, match="load the checkpoint again"):
+        fast(torch.randn(2, N * L, D))
+    with pytest.raises(ValueError, match="cannot be saved"):
+        model_meta(fast)
+
+
+def test_batched_items_equal_items_one_by_one(tmp_path):
+    lengths = [3, 511, 512, 513, 1500, 40]
+    _write_videos(tmp_path, lengths)
+    entries = [VideoEntry(f"v{i}", 0, t - 1, i % 3) for i, t in enumerate(lengths)]
+    for whole in (False, True):
+        ds = datasets.TrainItems(entries, tmp_path, D, N * 4, L * 4, read_whole_file=whole)
+        order = [4, 0, 5, 2, 1, 3, 4]
+        np.random.seed(7)
+        one = [ds[i] for i in order]
+        np.random.seed(7)
+        batch = ds.__getitems__(order)
+        assert [y for _, y in batch] == [y for _, y in one]
+        assert all(torch.equal(a, b) for (a, _), (b, _) in zip(batch, one))
+    # a DataLoader fetches a whole batch through __getitems__
+    calls = []
+    ds = datasets.TrainItems(entries, tmp_path, D, N * 4, L * 4)
+    real = ds.__getitems__
+    ds.__getitems__ = lambda idx: calls.append(list(idx)) or real(idx)
+    x, y = next(iter(torch.utils.data.DataLoader(ds, batch_size=3)))
+    assert calls == [[0, 1, 2]] and x.shape == (3, N * 4 * L * 4, D)

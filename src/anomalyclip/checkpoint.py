@@ -32,6 +32,8 @@ class LoadedModel:
 
 def model_meta(model: AnomalyCLIP, threshold: float | None = None) -> dict[str, Any]:
     """Everything needed to rebuild `model` without a preset, a labels file or the hub."""
+    if model.text_encoder is None:
+        raise ValueError("this model's text tower was dropped by freeze_text_features(); it cannot be saved")
     return {
         "format_version": FORMAT_VERSION,
         "model_config": dataclasses.asdict(model.cfg),

@@ -81,6 +81,7 @@ def run_training(cfg: RunConfig, out: Path, resume: bool = False) -> dict:
     data = summary["data"]
     loaded = load_checkpoint(summary["best_checkpoint"])
     ds = TestVideos(data.test, data.features, data.temporal, data.classes, cfg.model.feature_dim)
+    loaded.model.freeze_text_features()  # inference only from here: the text tower can go
     result = evaluate(loaded.model, ds, cfg.train.eval_frames_per_forward)
     result.metrics["checkpoint"] = str(summary["best_checkpoint"])
     write_eval_outputs(out, result, data.test, data.classes)
@@ -126,6 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             cfg.data.resolve("labels"),
         )
     ds = TestVideos(data.test, data.features, data.temporal, data.classes, model.cfg.feature_dim)
+    model.freeze_text_features()  # inference only from here: the text tower can go
     result = evaluate(model, ds, args.frames_per_forward)
     result.metrics["checkpoint"] = str(args.checkpoint)
     out = Path(args.out) if args.out else _default_out("eval")

@@ -96,6 +96,7 @@ class Predictor:
         if centroid is not None:
             options["centroid"] = centroid
         loaded = load_checkpoint(path, trust=trust, **options)
+        loaded.model.freeze_text_features()  # a predictor never trains: the text tower can go
         return cls(loaded.model, loaded.threshold, device, loaded.source)
 
     # -- properties ------------------------------------------------------------------------

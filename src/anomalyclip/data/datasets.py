@@ -78,15 +78,27 @@ class TrainItems(Dataset):
         return arr
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        idx = train_indices(self.rows[i], self.n, self.l)
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """Several items at once (a DataLoader worker's whole batch): every row run of every item
+        is requested from the disk first and read after, so a batch of files that are not in the
+        page cache costs about one disk round trip instead of one per item."""
+        picks = [(i, train_indices(self.rows[i], self.n, self.l)) for i in indices]  # same draws as one by one
         if self.read_whole_file:
-            path = feature_path(self.root, self.entries[i])
-            return torch.from_numpy(read_rows(np.load(path, allow_pickle=False), idx, path)), self.entries[i].label
+            out = []
+            for i, idx in picks:
+                path = feature_path(self.root, self.entries[i])
+                out.append((torch.from_numpy(read_rows(np.load(path, allow_pickle=False), idx, path)), self.entries[i].label))
+            return out
+        for i, idx in picks:
+            prefetch_rows(feature_path(self.root, self.entries[i]), self._array(i), idx)
         # The rows come in file order (short videos wrap around, but then the file is small), so
-        # they are read straight into sampling order: one copy, after one read-ahead request.
-        path, arr = feature_path(self.root, self.entries[i]), self._array(i)
-        prefetch_rows(path, arr, idx)
-        return torch.from_numpy(read_rows(arr, idx, path)), self.entries[i].label  # (n*l, D)
+        # they are read straight into sampling order: one copy each.
+        return [
+            (torch.from_numpy(read_rows(self._array(i), idx, feature_path(self.root, self.entries[i]))), self.entries[i].label)
+            for i, idx in picks
+        ]  # (n*l, D) each
 
 
 @dataclass

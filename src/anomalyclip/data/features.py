@@ -35,17 +35,41 @@ def num_rows(path: str | Path) -> int:
     return open_features(path).shape[0]
 
 
-def read_rows(arr: np.ndarray, rows: np.ndarray | None, path: str | Path) -> np.ndarray:
-    """Rows as float32 (all rows when `rows` is None); NaN or inf ends in an error naming the row."""
-    out = np.array(arr if rows is None else arr[rows], dtype=np.float32)  # a writable copy
+def _check_finite(out: np.ndarray, rows: np.ndarray | None, path: str | Path) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = out.sum()
+    if np.isfinite(total):  # one pass, no (T, D) mask; a finite sum can't hide a NaN or inf
+        return
     bad = ~np.isfinite(out)
-    if bad.any():
+    if bad.any():  # else the sum overflowed on large finite values
         r = int(np.nonzero(bad.any(axis=1))[0][0])
         row = r if rows is None else int(rows[r])
         raise InputError(f"row {row} holds a non-finite value ({out[r][bad[r]][0]})", path)
+
+
+def read_rows(arr: np.ndarray, rows: np.ndarray | None, path: str | Path) -> np.ndarray:
+    """Rows as float32 (all rows when `rows` is None); NaN or inf ends in an error naming the row."""
+    out = np.array(arr if rows is None else arr[rows], dtype=np.float32)  # a writable copy
+    _check_finite(out, rows, path)
     return out
 
 
 def load_features(path: str | Path, feature_dim: int | None = None) -> np.ndarray:
-    """A whole video's features `(T, D)` as float32, checked."""
-    return read_rows(open_features(path, feature_dim), None, path)
+    """A whole video's features `(T, D)` as float32, checked.
+
+    A float32 file is read with plain file reads straight into the result rather than copied out
+    of a memory map: mapped pages count towards the process's resident memory, and a 50 000-frame
+    test video would hold 100 MB of them until the copy is done."""
+    arr = open_features(path, feature_dim)
+    offset = getattr(arr, "offset", None)
+    if arr.dtype != np.float32 or offset is None or not arr.flags.c_contiguous:
+        return read_rows(arr, None, path)
+    out = np.empty(arr.shape, dtype=np.float32)
+    del arr
+    with open(path, "rb") as f:
+        f.seek(offset)
+        got = f.readinto(memoryview(out).cast("B"))
+    if got != out.nbytes:
+        raise InputError(f"the file ends after {got} of {out.nbytes} data bytes", path)
+    _check_finite(out, None, path)
+    return out

@@ -11,6 +11,7 @@ from transformers import CLIPTextModelWithProjection
 
 from anomalyclip.config import ModelConfig
 from anomalyclip.data.sampling import eval_grid_index
+from anomalyclip.memory import trim_heap
 from anomalyclip.model.clip_text import TextEncoder, build_text_model, load_text_model, random_text_config
 from anomalyclip.model.prompt import PromptLearner
 from anomalyclip.model.selector import Selector
@@ -32,9 +33,17 @@ def class_probs(similarity: torch.Tensor, scores: torch.Tensor, normal_id: int) 
 
 def predict_classes(scores: np.ndarray, probs: np.ndarray, normal_id: int, threshold: float) -> np.ndarray:
     """Normal where `score < threshold`, else the most probable abnormal class (METHOD §11)."""
-    abn = np.delete(probs, normal_id, axis=1)
-    best = abn.argmax(axis=1)
-    best = np.where(best >= normal_id, best + 1, best)
+    # argmax over the columns either side of the normal one (views, no (N, K) copy); ties go to
+    # the lower class id, as one argmax over the abnormal columns would.
+    left, right = probs[:, :normal_id], probs[:, normal_id + 1 :]
+    if left.shape[1] == 0:
+        best = right.argmax(axis=1) + normal_id + 1
+    elif right.shape[1] == 0:
+        best = left.argmax(axis=1)
+    else:
+        best = np.where(
+            right.max(axis=1) > left.max(axis=1), right.argmax(axis=1) + normal_id + 1, left.argmax(axis=1)
+        )
     return np.where(scores < threshold, normal_id, best).astype(np.int64)
 
 
@@ -71,8 +80,26 @@ class AnomalyCLIP(nn.Module):
     # -- parts -----------------------------------------------------------------------------
     def text_features(self) -> torch.Tensor:
         """`T (C, D)`; constant at inference, so callers compute it once and pass it on."""
+        if self.text_encoder is None:
+            if self.training:
+                raise RuntimeError("this model's text tower was dropped for inference; load the checkpoint again to train it")
+            return self.frozen_text_features
         pl = self.prompt_learner
         return self.text_encoder(pl(), pl.eot_index, truncate=self.cfg.truncate_text)
+
+    def freeze_text_features(self) -> torch.Tensor:
+        """Inference only: compute the text features once, keep them, and drop the CLIP text tower
+        (250 MB at ViT-B/16), which inference never runs again. Changes no score; a model without
+        its tower can no longer be trained, saved or exported."""
+        if self.text_encoder is not None:
+            was_training = self.training
+            with torch.no_grad():
+                features = self.eval().text_features().detach().clone()  # (C, D)
+            self.train(was_training)
+            self.register_buffer("frozen_text_features", features, persistent=False)
+            self.text_encoder = None
+            trim_heap()
+        return self.frozen_text_features
 
     def similarity(self, centred: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         return self.selector(centred, self.selector.directions(text_features, self.centroid))
@@ -103,15 +130,23 @@ class AnomalyCLIP(nn.Module):
 
     @torch.no_grad()
     def score_videos(
-        self, videos: list[torch.Tensor], text_features: torch.Tensor | None = None
+        self, videos: list[torch.Tensor], text_features: torch.Tensor | None = None, overwrite_input: bool = False
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per video `(T, D)` -> `(scores (T,), probs (T, C))`; all videos go through one forward."""
+        """Per video `(T, D)` -> `(scores (T,), probs (T, C))`; all videos go through one forward.
+
+        `overwrite_input=True` lets a lone float32 video on the model's device be centred in place
+        (its values are then lost): a long test video is not copied, which saves 100 MB on
+        UCF-Crime's longest one."""
         if text_features is None:
             text_features = self.text_features()
         n, l = self.cfg.num_segments, self.cfg.seg_length
         dev = self.centroid.device
         lengths = [v.shape[0] for v in videos]
-        centred = torch.cat([v.to(dev, torch.float32) for v in videos])  # (sum T, D), a new tensor
+        v0 = videos[0]
+        if overwrite_input and len(videos) == 1 and v0.dtype == torch.float32 and v0.device == dev and v0.is_contiguous():
+            centred = v0  # (T, D)
+        else:
+            centred = torch.cat([v.to(dev, torch.float32) for v in videos])  # (sum T, D), a new tensor
         centred -= self.centroid
         s = self.similarity(centred, text_features)  # (sum T, K); running BN stats: per frame
         inp = self.temporal_input(centred, s)
