@@ -25,7 +25,7 @@ def naive_model_config(cfg: ModelConfig) -> ModelConfig:
 
 
 def optimised_model_config(cfg: ModelConfig) -> ModelConfig:
-    """The package defaults plus plain autograd in the temporal model (memory allowing)."""
+    """The package defaults, named explicitly: text truncated, plain autograd in the temporal model."""
     return dataclasses.replace(cfg, recompute_temporal=False, truncate_text=True)
 
 

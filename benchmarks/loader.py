@@ -1,22 +1,24 @@
-"""Training items per second from UCF-Crime-sized feature files: whole-file reading vs memory-mapped rows.
+"""Training items per second from UCF-Crime-sized feature files: whole-file reading vs reading only the rows used.
 
 An item is one video reduced to 32 x 16 = 512 sampled rows (METHOD §7). The reference reads the
 whole file (np.load, ~17 MB for an average UCF-Crime training video) to use 512 rows;
-`TrainItems` memory-maps the file and reads only those rows, and a worker asks the disk for every
-row of its whole batch before it reads any (one round trip per batch, not per item).
+`TrainItems` reads only those rows, with plain reads of each run of consecutive rows, and a worker
+asks the disk for every row of its whole batch before it reads any (one round trip per batch, not
+per item).
 
-    python benchmarks/loader.py                     # 1610 items over 200 distinct files (~3.4 GB)
-    python benchmarks/loader.py --files 40 --items 400 --mean-rows 4000
+    python benchmarks/loader.py                     # 1610 items over 1610 files (~26 GB on disk)
+    python benchmarks/loader.py --files 200 --items 200 --warm-files 100
 
 The OS page cache makes a second read of a file fast, so two figures per method:
-  cold-ish: before each item its file is dropped from the page cache
-            (os.posix_fadvise(..., POSIX_FADV_DONTNEED); no memory map is kept between items);
-            the host's own cache under this machine may still hold the data;
-  warm:     every file was read once before the timed pass.
+  cold: every file is dropped from the page cache (os.posix_fadvise(..., POSIX_FADV_DONTNEED))
+        before the pass, and the pass reads each of the `--files` files once (with `--items` above
+        `--files`, later visits find some rows cached); the host's own cache under a virtual
+        machine may still hold the data;
+  warm: items cycle over `--warm-files` files, all read once before the timed pass.
 Items come from a DataLoader with `--workers` worker processes and batches of `--batch` (half a
 training batch), shuffled, as in training; also read a batch at a time in one process (the
 readers alone), and made in memory without any file (the DataLoader's own ceiling). The files
-are generated once under `--dir` and reused; `--items` entries cycle over `--files` distinct files.
+(~26 GB at the defaults) are generated once under `--dir` and reused.
 """
 
 from __future__ import annotations
@@ -73,29 +75,6 @@ def drop_from_cache(path: Path) -> None:
         os.close(fd)
 
 
-class Cold(Dataset):
-    """Each item's file leaves the page cache right before it is read; no map is kept after."""
-
-    def __init__(self, items: TrainItems):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        return self.__getitems__([i])[0]
-
-    def __getitems__(self, indices: list[int]):
-        for i in indices:
-            self.items._open.pop(i, None)  # a kept memory map pins its pages in the cache
-            drop_from_cache(feature_path(self.items.root, self.items.entries[i]))
-        try:
-            return self.items.__getitems__(indices)
-        finally:
-            for i in indices:
-                self.items._open.pop(i, None)
-
-
 class NoRead(Dataset):
     """The DataLoader's own cost: items of the same size made in memory, no file touched."""
 
@@ -134,37 +113,54 @@ def one_pass(ds: Dataset, workers: int, batch: int) -> tuple[float, int]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=200, help="distinct feature files generated")
-    ap.add_argument("--items", type=int, default=1610, help="training items per pass (UCF-Crime: 1610 videos)")
+    ap.add_argument("--files", type=int, default=1610, help="distinct feature files (UCF-Crime: 1610 training videos)")
+    ap.add_argument("--warm-files", type=int, default=200, help="distinct files of the warm passes (they must fit in the page cache)")
+    ap.add_argument("--items", type=int, default=1610, help="training items per pass")
     ap.add_argument("--mean-rows", type=int, default=8300, help="mean rows per file (UCF-Crime training: ~17 MB)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3, help="passes per figure; the median is printed")
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     args = ap.parse_args(argv)
 
-    lengths = write_files(args.dir / f"f{args.files}_r{args.mean_rows}", args.files, args.mean_rows)
     folder = args.dir / f"f{args.files}_r{args.mean_rows}"
-    entries = [VideoEntry(f"video{i % args.files:04d}", 0, lengths[i % args.files] - 1, 0) for i in range(args.items)]
-    mean_mb = np.mean([lengths[i % args.files] for i in range(args.items)]) * D * 4 / 2**20
+    lengths = write_files(folder, args.files, args.mean_rows)
+    warm_files = min(args.warm_files, args.files)
 
-    rows = []
-    probe = min(args.items, args.files)  # distinct files for the in-process figures
-    for name, whole in (("whole file (np.load)", True), ("memory-mapped rows", False)):
-        items = TrainItems(entries, folder, D, read_whole_file=whole)
-        t_cold, n = one_pass(Cold(items), args.workers, args.batch)
-        one_pass(items, args.workers, args.batch)  # fill the page cache
-        t_warm, _ = one_pass(items, args.workers, args.batch)
-        solo_cold = in_process(Cold(items), probe, args.batch)
-        solo_warm = in_process(items, probe, args.batch)
-        rows.append((name, n / t_cold, n / t_warm, solo_cold, solo_warm))
+    def entries(distinct: int) -> list[VideoEntry]:
+        return [VideoEntry(f"video{i % distinct:04d}", 0, lengths[i % distinct] - 1, 0) for i in range(args.items)]
+
+    def drop_all() -> None:
+        for i in range(args.files):
+            drop_from_cache(folder / f"video{i:04d}.npy")
+
+    cold_entries, warm_entries = entries(args.files), entries(warm_files)
+    mean_mb = np.mean([lengths[i % args.files] for i in range(args.items)]) * D * 4 / 2**20
+    probe = min(args.items, 320)  # items for the in-process figures
+    methods = (("whole file (np.load)", True), ("rows only", False))
+    figures: dict[str, list[tuple[float, ...]]] = {name: [] for name, _ in methods}
+    for _ in range(args.repeats):  # the methods take turns, so a drift of the disk's speed hits both
+        for name, whole in methods:
+            cold = TrainItems(cold_entries, folder, D, read_whole_file=whole)
+            warm = TrainItems(warm_entries, folder, D, read_whole_file=whole)
+            drop_all()
+            t_cold, n = one_pass(cold, args.workers, args.batch)
+            drop_all()
+            solo_cold = in_process(cold, probe, args.batch)
+            one_pass(warm, args.workers, args.batch)  # fill the page cache
+            t_warm, _ = one_pass(warm, args.workers, args.batch)
+            solo_warm = in_process(warm, probe, args.batch)
+            figures[name].append((n / t_cold, n / t_warm, solo_cold, solo_warm))
+    rows = [(name, *np.median(np.array(figures[name]), axis=0).tolist()) for name, _ in methods]
     t_none, n = one_pass(NoRead(args.items), args.workers, args.batch)
 
     print(
-        f"\ntraining items (512 of the rows of one video, float32 x {D}): {args.items} items over {args.files} distinct files, "
-        f"mean file {mean_mb:.1f} MB; DataLoader with {args.workers} workers, batches of {args.batch}; {os.cpu_count()} CPUs"
+        f"\ntraining items (512 of the rows of one video, float32 x {D}): {args.items} items; cold: {args.files} distinct files "
+        f"(mean {mean_mb:.1f} MB) dropped from the page cache before the pass; warm: {warm_files} files read before; "
+        f"DataLoader with {args.workers} workers, batches of {args.batch}; {os.cpu_count()} CPUs; median of {args.repeats} passes"
     )
     print(f"{'':<22} {'DataLoader, items/s':>31} {'one process, no DataLoader':>31}")
-    print(f"{'reader':<22} {'cold-ish':>15} {'warm':>15} {'cold-ish':>15} {'warm':>15}")
+    print(f"{'reader':<22} {'cold':>15} {'warm':>15} {'cold':>15} {'warm':>15}")
     for name, *v in rows:
         print(f"{name:<22} " + " ".join(f"{x:15.1f}" for x in v))
     print(f"{'speed-up':<22} " + " ".join(f"{b / a:14.1f}x" for a, b in zip(rows[0][1:], rows[1][1:])))

@@ -2,8 +2,8 @@
 
 A step = text features, forward, MIL selection, the seven losses, backward, AdamW step.
 Naive: full 77-token text transformer, selection looped over videos, reversible recomputation.
-Optimised: the package defaults (text truncated after the longest EOT, vectorised selection) with
-plain autograd in the temporal model (`recompute_temporal=False`).
+Optimised: the package defaults (text truncated after the longest EOT, vectorised selection,
+plain autograd in the temporal model: `recompute_temporal=False`).
 
     python benchmarks/train_step.py                 # B = 64, 3 timed steps per path
     python benchmarks/train_step.py --batch 16 --steps 2

@@ -17,6 +17,8 @@ import torch
 from anomalyclip.config import LossConfig
 from anomalyclip.data import datasets
 from anomalyclip.data.formats import ClassTable, VideoEntry
+from anomalyclip.data.sampling import train_indices
+from anomalyclip.errors import InputError
 from anomalyclip.evaluation import evaluate
 from anomalyclip.losses import compute_losses, select_segments
 from anomalyclip.model import AnomalyCLIP
@@ -270,3 +272,25 @@ def test_batched_items_equal_items_one_by_one(tmp_path):
     ds.__getitems__ = lambda idx: calls.append(list(idx)) or real(idx)
     x, y = next(iter(torch.utils.data.DataLoader(ds, batch_size=3)))
     assert calls == [[0, 1, 2]] and x.shape == (3, N * 4 * L * 4, D)
+
+
+def test_row_reads_fortran_files_and_truncation(tmp_path):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((700, D)).astype(np.float32)
+    np.save(tmp_path / "c.npy", x)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))  # rows not contiguous on disk: memory map
+    entries = [VideoEntry("c", 0, 699, 1), VideoEntry("f", 0, 699, 2)]
+    ds = datasets.TrainItems(entries, tmp_path, D, N * 4, L * 4)
+    np.random.seed(3)
+    (a, ya), (b, yb) = ds.__getitems__([0, 1])
+    np.random.seed(3)
+    i0, i1 = train_indices(700, N * 4, L * 4), train_indices(700, N * 4, L * 4)
+    assert ya == 1 and yb == 2
+    np.testing.assert_array_equal(a.numpy(), x[i0])
+    np.testing.assert_array_equal(b.numpy(), x[i1])
+    # the file shrinks after the dataset was made: one clear error naming it
+    data = (tmp_path / "c.npy").read_bytes()
+    (tmp_path / "c.npy").write_bytes(data[: len(data) - 300 * D * 4])
+    with pytest.raises(InputError, match=r"c\.npy.*ends before row"):
+        for _ in range(20):  # some draw reaches past the new end
+            ds[0]

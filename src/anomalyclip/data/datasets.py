@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from anomalyclip.data.features import load_features, open_features, read_rows
+from anomalyclip.data.features import FeatureLayout, feature_layout, load_features, open_features, read_rows, read_rows_from, request_rows
 from anomalyclip.data.formats import ClassTable, Spans, VideoEntry
 from anomalyclip.data.sampling import frame_labels, train_indices
 from anomalyclip.errors import InputError
@@ -21,40 +21,20 @@ def feature_path(root: str | Path, entry: VideoEntry) -> Path:
     return Path(root) / f"{entry.path}.npy"
 
 
-def prefetch_rows(path: Path, arr: np.ndarray, rows: np.ndarray) -> None:
-    """Ask the OS to start reading every run of consecutive `rows` of a memory-mapped file at once,
-    so that a cold file costs about one disk round trip instead of one per run (a hint only)."""
-    offset = getattr(arr, "offset", None)
-    if offset is None or not hasattr(os, "posix_fadvise") or not arr.flags.c_contiguous:
-        return
-    step = arr.strides[0]
-    breaks = np.nonzero(np.diff(rows) != 1)[0] + 1
-    starts, ends = rows[np.r_[0, breaks]], rows[np.r_[breaks - 1, len(rows) - 1]] + 1
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # only a hint
-    try:
-        for s, e in zip(starts.tolist(), ends.tolist()):
-            os.posix_fadvise(fd, offset + s * step, (e - s) * step, os.POSIX_FADV_WILLNEED)
-    finally:
-        os.close(fd)
-
-
-def check_entries(entries: list[VideoEntry], root: str | Path, feature_dim: int) -> list[int]:
+def check_entries(entries: list[VideoEntry], root: str | Path, feature_dim: int) -> list[FeatureLayout]:
     """Open every listed file once (header only) so a missing or malformed one fails before
-    training starts; returns the row counts."""
-    rows = []
+    training starts."""
+    layouts = []
     for e in entries:
         try:
-            rows.append(open_features(feature_path(root, e), feature_dim).shape[0])
+            layouts.append(feature_layout(feature_path(root, e), feature_dim))
         except InputError as err:
             raise InputError(f"{err} (listed at {e.source})") from None
-    return rows
+    return layouts
 
 
 class TrainItems(Dataset):
-    """One item = one video reduced to n*l sampled rows; only those rows are read (memory map).
+    """One item = one video reduced to n*l sampled rows; only those rows are read.
 
     `read_whole_file=True` reads each whole file and then indexes it, as the reference does (the
     same items; kept for benchmarks and comparisons).
@@ -65,17 +45,11 @@ class TrainItems(Dataset):
     ):
         self.entries, self.root, self.feature_dim, self.n, self.l = entries, Path(root), feature_dim, n, l
         self.read_whole_file = read_whole_file
-        self.rows = check_entries(entries, root, feature_dim)
-        self._open: dict[int, np.ndarray] = {}  # per worker process: memory maps stay open
+        self.layouts = check_entries(entries, root, feature_dim)
+        self.rows = [x.rows for x in self.layouts]
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def _array(self, i: int) -> np.ndarray:
-        arr = self._open.get(i)
-        if arr is None:
-            arr = self._open[i] = open_features(feature_path(self.root, self.entries[i]), self.feature_dim)
-        return arr
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.__getitems__([i])[0]
@@ -85,20 +59,30 @@ class TrainItems(Dataset):
         is requested from the disk first and read after, so a batch of files that are not in the
         page cache costs about one disk round trip instead of one per item."""
         picks = [(i, train_indices(self.rows[i], self.n, self.l)) for i in indices]  # same draws as one by one
+        paths = [feature_path(self.root, self.entries[i]) for i in indices]
         if self.read_whole_file:
-            out = []
-            for i, idx in picks:
-                path = feature_path(self.root, self.entries[i])
-                out.append((torch.from_numpy(read_rows(np.load(path, allow_pickle=False), idx, path)), self.entries[i].label))
-            return out
-        for i, idx in picks:
-            prefetch_rows(feature_path(self.root, self.entries[i]), self._array(i), idx)
-        # The rows come in file order (short videos wrap around, but then the file is small), so
-        # they are read straight into sampling order: one copy each.
-        return [
-            (torch.from_numpy(read_rows(self._array(i), idx, feature_path(self.root, self.entries[i]))), self.entries[i].label)
-            for i, idx in picks
-        ]  # (n*l, D) each
+            return [
+                (torch.from_numpy(read_rows(np.load(path, allow_pickle=False), idx, path)), self.entries[i].label)
+                for (i, idx), path in zip(picks, paths)
+            ]
+        fds: list[int] = []
+        try:
+            for path in paths:
+                try:
+                    fds.append(os.open(path, os.O_RDONLY))
+                except OSError as e:
+                    raise InputError(f"cannot open feature file ({e.strerror})", path) from None
+            for fd, (i, idx) in zip(fds, picks):
+                request_rows(fd, self.layouts[i], idx)
+            # The rows come in file order (short videos wrap around, but then the file is
+            # small), so each run is read straight into its place in sampling order.
+            return [
+                (torch.from_numpy(read_rows_from(fd, self.layouts[i], idx, path)), self.entries[i].label)
+                for fd, (i, idx), path in zip(fds, picks, paths)
+            ]  # (n*l, D) each
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 @dataclass
@@ -113,7 +97,7 @@ class TestVideos(Dataset):
 
     def __init__(self, entries: list[VideoEntry], root: str | Path, temporal: dict[str, Spans], classes: ClassTable, feature_dim: int):
         self.entries, self.root, self.temporal, self.classes, self.feature_dim = entries, Path(root), temporal, classes, feature_dim
-        self.rows = check_entries(entries, root, feature_dim)
+        self.rows = [x.rows for x in check_entries(entries, root, feature_dim)]
         for e, t in zip(entries, self.rows):
             if t != e.num_frames:
                 warnings.warn(

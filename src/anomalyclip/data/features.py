@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,4 +74,74 @@ def load_features(path: str | Path, feature_dim: int | None = None) -> np.ndarra
     if got != out.nbytes:
         raise InputError(f"the file ends after {got} of {out.nbytes} data bytes", path)
     _check_finite(out, None, path)
+    return out
+
+
+# -- training items: a few hundred rows of a long file ---------------------------------------
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Where a feature file's rows lie, read once from its header."""
+
+    rows: int
+    dim: int
+    dtype: np.dtype
+    offset: int | None  # byte offset of row 0; None when rows are not contiguous (Fortran order)
+
+
+def feature_layout(path: str | Path, feature_dim: int | None = None) -> FeatureLayout:
+    arr = open_features(path, feature_dim)
+    offset = getattr(arr, "offset", None) if arr.flags.c_contiguous else None
+    return FeatureLayout(arr.shape[0], arr.shape[1], arr.dtype, offset)
+
+
+def row_runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
+    """`rows` cut into runs of consecutive rows: `(position in rows, first row, length)`."""
+    breaks = np.nonzero(np.diff(rows) != 1)[0] + 1
+    pos = np.r_[0, breaks]
+    lengths = np.diff(np.r_[pos, len(rows)])
+    return list(zip(pos.tolist(), rows[pos].tolist(), lengths.tolist()))
+
+
+def request_rows(fd: int, layout: FeatureLayout, rows: np.ndarray) -> None:
+    """Ask the OS to start reading every run of `rows` now (a hint; `read_rows_from` waits for
+    them). Asking for all the runs of a batch first makes a batch of uncached files cost about one
+    disk round trip instead of one per run."""
+    if layout.offset is None or not hasattr(os, "posix_fadvise"):
+        return
+    step = layout.dim * layout.dtype.itemsize
+    for _, first, length in row_runs(rows):
+        os.posix_fadvise(fd, layout.offset + first * step, length * step, os.POSIX_FADV_WILLNEED)
+
+
+def _read_into(fd: int, buf: memoryview, offset: int) -> int:
+    done = 0
+    while done < len(buf):
+        got = os.preadv(fd, [buf[done:]], offset + done) if hasattr(os, "preadv") else _pread_into(fd, buf[done:], offset + done)
+        if got == 0:
+            break
+        done += got
+    return done
+
+
+def _pread_into(fd: int, buf: memoryview, offset: int) -> int:
+    data = os.pread(fd, len(buf), offset)
+    buf[: len(data)] = data
+    return len(data)
+
+
+def read_rows_from(fd: int, layout: FeatureLayout, rows: np.ndarray, path: str | Path) -> np.ndarray:
+    """`rows` of an open feature file as float32 `(len(rows), D)`, in the order given, by plain
+    reads of each run straight into the result (no memory map: no page faults, nothing mapped)."""
+    if layout.offset is None:
+        return read_rows(open_features(path), rows, path)
+    out = np.empty((len(rows), layout.dim), dtype=layout.dtype)
+    step = layout.dim * layout.dtype.itemsize
+    flat = memoryview(out).cast("B")
+    for pos, first, length in row_runs(rows):
+        want = length * step
+        if _read_into(fd, flat[pos * step : pos * step + want], layout.offset + first * step) != want:
+            raise InputError(f"the file ends before row {first + length - 1}", path)
+    if out.dtype != np.float32:
+        out = out.astype(np.float32)
+    _check_finite(out, rows, path)
     return out

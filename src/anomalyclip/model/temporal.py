@@ -30,7 +30,7 @@ class TemporalModel(nn.Module):
     back around each part.
     """
 
-    def __init__(self, in_dim: int, emb_size: int, depth: int, heads: int, num_segments: int, seg_length: int, recompute: bool = True):
+    def __init__(self, in_dim: int, emb_size: int, depth: int, heads: int, num_segments: int, seg_length: int, recompute: bool = False):
         super().__init__()
         self.num_segments, self.seg_length = num_segments, seg_length
         self.recompute = recompute
