@@ -46,7 +46,10 @@ class TrainItems(Dataset):
         self.entries, self.root, self.feature_dim, self.n, self.l = entries, Path(root), feature_dim, n, l
         self.read_whole_file = read_whole_file
         self.layouts = check_entries(entries, root, feature_dim)
-        self.rows = [x.rows for x in self.layouts]
+
+    @property
+    def rows(self) -> list[int]:
+        return [x.rows for x in self.layouts]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -58,7 +61,7 @@ class TrainItems(Dataset):
         """Several items at once (a DataLoader worker's whole batch): every row run of every item
         is requested from the disk first and read after, so a batch of files that are not in the
         page cache costs about one disk round trip instead of one per item."""
-        picks = [(i, train_indices(self.rows[i], self.n, self.l)) for i in indices]  # same draws as one by one
+        picks = [(i, train_indices(self.layouts[i].rows, self.n, self.l)) for i in indices]  # same draws as one by one
         paths = [feature_path(self.root, self.entries[i]) for i in indices]
         if self.read_whole_file:
             return [

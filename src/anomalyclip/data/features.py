@@ -59,25 +59,18 @@ def read_rows(arr: np.ndarray, rows: np.ndarray | None, path: str | Path) -> np.
 def load_features(path: str | Path, feature_dim: int | None = None) -> np.ndarray:
     """A whole video's features `(T, D)` as float32, checked.
 
-    A float32 file is read with plain file reads straight into the result rather than copied out
-    of a memory map: mapped pages count towards the process's resident memory, and a 50 000-frame
-    test video would hold 100 MB of them until the copy is done."""
-    arr = open_features(path, feature_dim)
-    offset = getattr(arr, "offset", None)
-    if arr.dtype != np.float32 or offset is None or not arr.flags.c_contiguous:
-        return read_rows(arr, None, path)
-    out = np.empty(arr.shape, dtype=np.float32)
-    del arr
-    with open(path, "rb") as f:
-        f.seek(offset)
-        got = f.readinto(memoryview(out).cast("B"))
-    if got != out.nbytes:
-        raise InputError(f"the file ends after {got} of {out.nbytes} data bytes", path)
-    _check_finite(out, None, path)
-    return out
+    Read with plain file reads straight into the result rather than copied out of a memory map:
+    mapped pages count towards the process's resident memory, and a 50 000-frame test video would
+    hold 100 MB of them until the copy is done."""
+    layout = feature_layout(path, feature_dim)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_rows_from(fd, layout, np.arange(layout.rows), path)  # one run: one read
+    finally:
+        os.close(fd)
 
 
-# -- training items: a few hundred rows of a long file ---------------------------------------
+# -- rows by plain file reads ------------------------------------------------------------------
 @dataclass(frozen=True)
 class FeatureLayout:
     """Where a feature file's rows lie, read once from its header."""
