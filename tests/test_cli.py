@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyclip.checkpoint import LoadedModel
+from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.cli import main
 from anomalyclip.config import ModelConfig
-from anomalyclip.export import save_export
+from anomalyclip.checkpoint.export import save_export
 from anomalyclip.model import AnomalyCLIP
 
 
@@ -125,7 +125,7 @@ def test_eval_of_an_authors_checkpoint_equals_our_own(data, tmp_path, capsys):
     same metrics through the same `eval` flags."""
     import json
 
-    from anomalyclip.reference import to_reference_state_dict
+    from authors_layout import to_reference_state_dict
 
     torch.manual_seed(1)
     model = AnomalyCLIP(ModelConfig(class_names=["Explosion", "Fighting", "Normal", "Shooting"], normal_id=2, emb_size=32, random_clip_layers=1))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTextModelWithProjection
 
-from anomalyclip.config import asset_path
+from anomalyclip.assets import asset_path
 from anomalyclip.errors import InputError
 from anomalyclip.model import AnomalyCLIP
 from anomalyclip.model.clip_text import load_text_model, random_text_config

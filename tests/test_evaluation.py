@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from anomalyclip.data import datasets
-from anomalyclip.data.formats import ClassTable
+from anomalyclip.classes import ClassTable
 from anomalyclip.evaluation import Evaluator
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -11,13 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyclip.checkpoint import LoadedModel, load_checkpoint
+from anomalyclip.checkpoint import load_checkpoint
+from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.errors import InputError
-from anomalyclip.export import save_export
-from anomalyclip.inference import Predictor, add_predict_arguments, collect_feature_files, main_predict
+from anomalyclip.checkpoint.export import save_export
+from anomalyclip.cli import main
+from anomalyclip.data.features import collect_feature_files
+from anomalyclip.predictor import Predictor
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from test_reference import UCF, class_table, hand_made, random_centroid, save_reference  # noqa: E402
+from authors_layout import UCF, class_table, hand_made, random_centroid, save_reference
 
 D = 512
 
@@ -40,8 +41,7 @@ def _features(seed: int, t: int) -> np.ndarray:
 
 
 def _run(argv: list[str]) -> int:
-    parser = add_predict_arguments(argparse.ArgumentParser())
-    return main_predict(parser.parse_args(argv))
+    return main(["predict", *argv])
 
 
 def _read_csv(path):
@@ -204,25 +204,30 @@ def test_same_stem_keeps_the_sub_folder(tmp_path, ckpt):
     assert (out / "other.json").is_file()
 
 
-def test_predict_input_errors(tmp_path, ckpt):
-    with pytest.raises(InputError, match="--features"):
-        _run(["--checkpoint", str(ckpt)])
-    with pytest.raises(InputError, match="not found"):
-        _run(["--checkpoint", str(ckpt), "--features", str(tmp_path / "missing.npy")])
+def _error_line(argv: list[str], capsys) -> str:
+    """The one `error:` line a bad `predict` prints (exit status 2, no traceback)."""
+    assert _run(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_predict_input_errors(tmp_path, ckpt, capsys):
+    assert "--features" in _error_line(["--checkpoint", str(ckpt)], capsys)
+    assert "not found" in _error_line(["--checkpoint", str(ckpt), "--features", str(tmp_path / "missing.npy")], capsys)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="no .npy"):
-        _run(["--checkpoint", str(ckpt), "--features", str(tmp_path / "empty")])
+    assert "no .npy" in _error_line(["--checkpoint", str(ckpt), "--features", str(tmp_path / "empty")], capsys)
     np.save(tmp_path / "narrow.npy", np.zeros((5, 100), np.float32))
-    with pytest.raises(InputError, match="narrow.npy"):
-        _run(["--checkpoint", str(ckpt), "--features", str(tmp_path / "narrow.npy"), "--out", str(tmp_path / "o")])
+    line = _error_line(["--checkpoint", str(ckpt), "--features", str(tmp_path / "narrow.npy"), "--out", str(tmp_path / "o")], capsys)
+    assert "narrow.npy" in line and "feature width is 100, the model expects 512" in line
     np.save(tmp_path / "ok.npy", _features(1, 5))
-    with pytest.raises(InputError, match="--threshold"):
-        _run(["--checkpoint", str(ckpt), "--features", str(tmp_path / "ok.npy"), "--threshold", "1.5"])
-    with pytest.raises(InputError, match="--fps"):
-        _run(["--checkpoint", str(ckpt), "--features", str(tmp_path / "ok.npy"), "--fps", "0"])
+    assert "--threshold" in _error_line(["--checkpoint", str(ckpt), "--features", str(tmp_path / "ok.npy"), "--threshold", "1.5"], capsys)
+    assert "--fps" in _error_line(["--checkpoint", str(ckpt), "--features", str(tmp_path / "ok.npy"), "--fps", "0"], capsys)
 
 
-def test_video_input_without_the_video_module(tmp_path, ckpt, monkeypatch):
-    monkeypatch.setitem(sys.modules, "anomalyclip.video.predict_video", None)
-    with pytest.raises(InputError, match="--features"):
-        _run(["--checkpoint", str(ckpt), "--video", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "o")])
+def test_a_verb_whose_module_cannot_be_imported_fails_loudly(tmp_path, ckpt, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "anomalyclip.video.predict", None)  # as if the file were missing
+    assert _run(["--checkpoint", str(ckpt), "--video", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "error: `anomalyclip predict` cannot run in this installation" in err and "Traceback" not in err

@@ -26,7 +26,7 @@ def test_selection_and_every_loss_term_by_hand():
     cfg = LossConfig(num_topk=2, num_bottomk=2)
     yk = [0, 2]
 
-    sel = select_segments(s, torch.tensor(yk), cfg, N_SEG, keep=keep)
+    sel = select_segments(s, labels, NORMAL, cfg, N_SEG, keep=keep)
     seg = [[sum(s[v, j * SEG_LEN + f] for f in range(SEG_LEN)) for j in range(N_SEG)] for v in range(b)]
     top_ref = [naive_top([seg[v][j][yk[v]].item() for j in range(N_SEG)], keep[v].tolist(), 2, True) for v in range(2)]
     top_ref += [naive_top([seg[v][j].sum().item() for j in range(N_SEG)], keep[v].tolist(), 2, True) for v in (2, 3)]
@@ -61,6 +61,6 @@ def test_dropped_segments_only_chosen_when_too_few_kept():
     s = torch.zeros(2, N_SEG * SEG_LEN, K)
     s[0, :, 0] = torch.arange(N_SEG * SEG_LEN, dtype=torch.float32)  # segment 3 scores highest
     keep = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
-    sel = select_segments(s, torch.tensor([0]), LossConfig(num_topk=1, num_bottomk=1), N_SEG, keep=keep)
+    sel = select_segments(s, torch.tensor([0, NORMAL]), NORMAL, LossConfig(num_topk=1, num_bottomk=1), N_SEG, keep=keep)
     assert sel.top[0].item() == 2  # the best kept segment, not the dropped one
     assert sel.bottom_abn[0].item() == 0

@@ -1,8 +1,8 @@
 import torch
 
-from anomalyclip.data.sampling import eval_grid_index
-from anomalyclip.losses import compute_losses, select_segments
+from anomalyclip.model.grid import eval_grid_index
 from anomalyclip.config import LossConfig
+from anomalyclip.losses import training_losses
 from anomalyclip.model import AnomalyCLIP
 from anomalyclip.tokenizer import class_prompts, tokenize
 
@@ -39,8 +39,7 @@ def test_only_prompt_context_text_projection_and_temporal_model_train():
     x = torch.randn(4, 512, 512)
     out = m(x)
     y = torch.tensor([0, 4, 3, 3])
-    sel = select_segments(out.similarity, torch.tensor([0, 3]), LossConfig(), 32)
-    compute_losses(out.similarity, out.scores, y, sel, 3, LossConfig(), 32)["loss"].backward()
+    training_losses(out, y, 3, LossConfig(), 32)["loss"].backward()
     with_grad = {n for n, p in m.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     trainable = {n for n, p in m.named_parameters() if p.requires_grad}
     assert with_grad == trainable

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyclip.checkpoint import LoadedModel
+from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.cli import main
 from anomalyclip.config import ModelConfig
-from anomalyclip.export import save_export
-from anomalyclip.inference import Predictor
+from anomalyclip.checkpoint.export import save_export
+from anomalyclip.predictor import Predictor
 from anomalyclip.model import AnomalyCLIP
 from anomalyclip.video.encoder import ClipImageEncoder, save_random_clip_vision
-from test_video import decode_all, make_video
+from media import decode_all, make_video
 
 CLASSES = ["Explosion", "Fighting", "Normal", "Shooting"]
 FRAMES, WIDTH, HEIGHT, FPS = 80, 160, 120, 25

@@ -1,200 +1,49 @@
 """The authors' released checkpoints: architecture from shapes, key mapping, the inverse, export.
 
-Authors'-layout checkpoints are built here from hand-made tensors in OpenAI-CLIP / axial-attention
-layout (and from our own modules via `to_reference_state_dict`). The text tower and the whole
-inference are checked against reference forwards written in this file, independent of
-`anomalyclip.model`.
+Authors'-layout checkpoints are built in `authors_layout.py` from hand-made tensors in
+OpenAI-CLIP / axial-attention layout (and from our own modules via `to_reference_state_dict`).
+The text tower and the whole inference are checked against reference forwards written there,
+independent of `anomalyclip.model`.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
-from axial_attention import AxialImageTransformer
 
+from authors_layout import (
+    CTX_LEN,
+    D,
+    E,
+    EOT,
+    N_CTX,
+    SETUPS,
+    UCF,
+    W,
+    layer_norm,
+    axial_module,
+    class_table,
+    hand_made,
+    openai_transformer,
+    openai_vit,
+    random_centroid,
+    reference_predict,
+    reference_text_features,
+    save_reference,
+    to_reference_state_dict,
+)
 from anomalyclip.checkpoint import load_checkpoint
-from anomalyclip.config import ModelConfig, asset_path
-from anomalyclip.data.formats import read_labels
+from anomalyclip.checkpoint.export import load_export
+from anomalyclip.checkpoint.openai_layout import map_openai_vision_keys
+from anomalyclip.checkpoint.reference import import_reference_checkpoint
+from anomalyclip.cli import main
+from anomalyclip.config import ModelConfig
 from anomalyclip.errors import InputError
-from anomalyclip.export import add_export_arguments, export_checkpoint, load_export, main_export
 from anomalyclip.model import AnomalyCLIP
-from anomalyclip.reference import import_reference_checkpoint, map_openai_vision_keys, to_reference_state_dict
-from anomalyclip.tokenizer import class_prompts, tokenize
-
-W, D, E, VOCAB, CTX_LEN, N_CTX = 64, 512, 64, 49408, 77, 8
-EOT = 49407
-
-UCF = dict(labels="ucf_labels.csv", normal_id=7, concat=False, depth=1, layers=1, seed=1)
-SHT = dict(labels="sht_labels.csv", normal_id=8, concat=True, depth=2, layers=2, seed=2)
-SETUPS = {"ucf": UCF, "sht": SHT}
-
-
-# ------------------------------------------------------------------------------------------
-# hand-made authors'-layout checkpoints
-# ------------------------------------------------------------------------------------------
-def _ln(g: torch.Generator, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return 1 + 0.1 * torch.randn(width, generator=g), 0.05 * torch.randn(width, generator=g)
-
-
-def openai_resblocks(g: torch.Generator, prefix: str, width: int, layers: int) -> dict[str, torch.Tensor]:
-    sd = {}
-    for i in range(layers):
-        p = f"{prefix}transformer.resblocks.{i}."
-        sd[p + "attn.in_proj_weight"] = torch.randn(3 * width, width, generator=g) * width**-0.5
-        sd[p + "attn.in_proj_bias"] = 0.05 * torch.randn(3 * width, generator=g)
-        sd[p + "attn.out_proj.weight"] = torch.randn(width, width, generator=g) * width**-0.5
-        sd[p + "attn.out_proj.bias"] = 0.05 * torch.randn(width, generator=g)
-        sd[p + "ln_1.weight"], sd[p + "ln_1.bias"] = _ln(g, width)
-        sd[p + "mlp.c_fc.weight"] = torch.randn(4 * width, width, generator=g) * width**-0.5
-        sd[p + "mlp.c_fc.bias"] = 0.05 * torch.randn(4 * width, generator=g)
-        sd[p + "mlp.c_proj.weight"] = torch.randn(width, 4 * width, generator=g) * (4 * width) ** -0.5
-        sd[p + "mlp.c_proj.bias"] = 0.05 * torch.randn(width, generator=g)
-        sd[p + "ln_2.weight"], sd[p + "ln_2.bias"] = _ln(g, width)
-    return sd
-
-
-def openai_vit(g: torch.Generator, width: int = 64, patch: int = 8, image: int = 32, layers: int = 2, out: int = D) -> dict[str, torch.Tensor]:
-    grid = image // patch
-    sd = {
-        "conv1.weight": torch.randn(width, 3, patch, patch, generator=g) * (3 * patch * patch) ** -0.5,
-        "class_embedding": 0.1 * torch.randn(width, generator=g),
-        "positional_embedding": 0.1 * torch.randn(grid * grid + 1, width, generator=g),
-        "proj": torch.randn(width, out, generator=g) * width**-0.5,
-    }
-    sd["ln_pre.weight"], sd["ln_pre.bias"] = _ln(g, width)
-    sd["ln_post.weight"], sd["ln_post.bias"] = _ln(g, width)
-    sd.update(openai_resblocks(g, "", width, layers))
-    return sd
-
-
-def axial_module(depth: int, seed: int) -> AxialImageTransformer:
-    """The release's temporal transformer (axial_attention package), with perturbed weights."""
-    torch.manual_seed(seed)
-    m = AxialImageTransformer(dim=E, depth=depth, heads=8, dim_heads=None, reversible=True, axial_pos_emb_shape=(32, 16))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return m.eval()
-
-
-def class_table(setup: dict) -> tuple[list[str], int]:
-    t = read_labels(asset_path(setup["labels"]))
-    assert t.normal_id == setup["normal_id"]
-    return t.names, t.normal_id
-
-
-def hand_made(setup: dict, names: list[str] | None = None, image_encoder: bool = True) -> dict[str, torch.Tensor]:
-    """A full authors'-layout state dict (keys `net.*`) from random tensors in the right shapes."""
-    names = names or class_table(setup)[0]
-    c, k = len(names), len(names) - 1
-    g = torch.Generator().manual_seed(setup["seed"])
-    sd: dict[str, torch.Tensor] = {}
-    tok = 0.05 * torch.randn(VOCAB, W, generator=g)
-    sd["token_embedding.weight"] = tok
-    sd["text_encoder.positional_embedding"] = 0.05 * torch.randn(CTX_LEN, W, generator=g)
-    sd.update(openai_resblocks(g, "text_encoder.", W, setup["layers"]))
-    sd["text_encoder.ln_final.weight"], sd["text_encoder.ln_final.bias"] = _ln(g, W)
-    sd["text_encoder.text_projection"] = torch.randn(W, D, generator=g) * W**-0.5
-    # Prompt buffers the way the release computes them: token embeddings of "X X ... X name."
-    emb = tok[tokenize(class_prompts(names, N_CTX))]
-    sd["prompt_learner.ctx"] = 0.02 * torch.randn(c, N_CTX, W, generator=g)
-    sd["prompt_learner.token_prefix"] = emb[:, :1].clone()
-    sd["prompt_learner.token_suffix"] = emb[:, 1 + N_CTX :].clone()
-    sd["selector_model.logit_scale"] = torch.tensor(math.log(1 / 0.07))
-    sd["selector_model.bn_layer.running_mean"] = 0.3 * torch.randn(k, generator=g)
-    sd["selector_model.bn_layer.running_var"] = 0.5 + torch.rand(k, generator=g)
-    sd["selector_model.bn_layer.num_batches_tracked"] = torch.tensor(123)
-    in_dim = D + (k if setup["concat"] else 0)
-    sd["temporal_model.projection.weight"] = torch.randn(E, in_dim, generator=g) * in_dim**-0.5
-    sd["temporal_model.projection.bias"] = 0.05 * torch.randn(E, generator=g)
-    for key, v in axial_module(setup["depth"], setup["seed"]).state_dict().items():
-        sd["temporal_model.axial_attn." + key] = v.clone()
-    sd["temporal_model.classifier.layer_norm.weight"], sd["temporal_model.classifier.layer_norm.bias"] = _ln(g, E)
-    sd["temporal_model.classifier.linear.weight"] = torch.randn(1, E, generator=g) * E**-0.5
-    sd["temporal_model.classifier.linear.bias"] = torch.zeros(1)
-    if image_encoder:
-        for key, v in openai_vit(g).items():
-            sd["image_encoder." + key] = v
-    return {"net." + key: v for key, v in sd.items()}
-
-
-def save_reference(path, net_sd: dict, centroid: torch.Tensor | None = None, **extra) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": net_sd, "epoch": 3, **extra}, path)
-    if centroid is not None:
-        torch.save(centroid, path.parent / "ncentroid.pt")
-
-
-def random_centroid(seed: int) -> torch.Tensor:
-    return 0.2 * torch.randn(D, generator=torch.Generator().manual_seed(100 + seed))
-
-
-# ------------------------------------------------------------------------------------------
-# independent reference forwards (OpenAI CLIP, the release's inference)
-# ------------------------------------------------------------------------------------------
-def _layer_norm(x, sd, p):
-    return F.layer_norm(x, x.shape[-1:], sd[p + ".weight"], sd[p + ".bias"], eps=1e-5)
-
-
-def openai_transformer(x: torch.Tensor, sd: dict, prefix: str, layers: int, heads: int, causal: bool) -> torch.Tensor:
-    b, length, width = x.shape
-    dh = width // heads
-    mask = torch.full((length, length), float("-inf")).triu(1) if causal else torch.zeros(length, length)
-    for i in range(layers):
-        p = f"{prefix}transformer.resblocks.{i}."
-        h = _layer_norm(x, sd, p + "ln_1")
-        qkv = h @ sd[p + "attn.in_proj_weight"].T + sd[p + "attn.in_proj_bias"]
-        q, k, v = (t.reshape(b, length, heads, dh).transpose(1, 2) for t in qkv.split(width, dim=-1))
-        att = ((q @ k.transpose(-1, -2)) / math.sqrt(dh) + mask).softmax(dim=-1)
-        h = (att @ v).transpose(1, 2).reshape(b, length, width)
-        x = x + h @ sd[p + "attn.out_proj.weight"].T + sd[p + "attn.out_proj.bias"]
-        h = _layer_norm(x, sd, p + "ln_2") @ sd[p + "mlp.c_fc.weight"].T + sd[p + "mlp.c_fc.bias"]
-        h = h * torch.sigmoid(1.702 * h)  # QuickGELU
-        x = x + h @ sd[p + "mlp.c_proj.weight"].T + sd[p + "mlp.c_proj.bias"]
-    return x
-
-
-def reference_text_features(net_sd: dict, layers: int) -> torch.Tensor:
-    sd = {k[4:]: v for k, v in net_sd.items()}
-    prompts = torch.cat([sd["prompt_learner.token_prefix"], sd["prompt_learner.ctx"], sd["prompt_learner.token_suffix"]], dim=1)
-    # EOT: the first suffix row equal to the EOT token's embedding (the highest token id).
-    is_eot = (sd["prompt_learner.token_suffix"] == sd["token_embedding.weight"][EOT]).all(dim=-1)
-    eot = 1 + N_CTX + is_eot.float().argmax(dim=1)
-    x = prompts + sd["text_encoder.positional_embedding"]
-    x = openai_transformer(x, sd, "text_encoder.", layers, max(1, W // 64), causal=True)
-    x = _layer_norm(x, sd, "text_encoder.ln_final")
-    return x[torch.arange(x.shape[0]), eot] @ sd["text_encoder.text_projection"]
-
-
-def reference_predict(net_sd: dict, axial: AxialImageTransformer, setup: dict, features: torch.Tensor, centroid: torch.Tensor):
-    """The release's test-mode forward (METHOD §10), written out; `axial` runs its own forward."""
-    sd = {k[4:]: v for k, v in net_sd.items()}
-    normal = setup["normal_id"]
-    text = reference_text_features(net_sd, setup["layers"])
-    d = torch.cat([text[:normal], text[normal + 1 :]]) - centroid
-    d = d / d.norm(dim=-1, keepdim=True)
-    t = features.shape[0]
-    t_pad = math.ceil(t / 512) * 512
-    s_size = t_pad // 512
-    x = features[torch.arange(t_pad) % t] - centroid
-    sim = x @ d.T
-    sim = (sim - sd["selector_model.bn_layer.running_mean"]) / torch.sqrt(sd["selector_model.bn_layer.running_var"] + 1e-5)
-    inp = torch.cat([sim, x], dim=-1) if setup["concat"] else x
-    h = inp @ sd["temporal_model.projection.weight"].T + sd["temporal_model.projection.bias"]
-    h = h.reshape(32, s_size, 16, E).permute(1, 3, 0, 2)  # "(n s l) d -> (s) d n l"
-    with torch.no_grad():
-        h = axial(h)
-    h = h.permute(2, 0, 3, 1).reshape(t_pad, E)  # back to "(n s l) d"
-    h = F.layer_norm(h, (E,), sd["temporal_model.classifier.layer_norm.weight"], sd["temporal_model.classifier.layer_norm.bias"], eps=1e-5)
-    p = torch.sigmoid(h @ sd["temporal_model.classifier.linear.weight"].T + sd["temporal_model.classifier.linear.bias"]).squeeze(-1)
-    abn = sim.softmax(dim=-1) * p[:, None]
-    probs = torch.cat([abn[:, :normal], (1 - p)[:, None], abn[:, normal:]], dim=1)
-    return p[:t], probs[:t]
 
 
 # ------------------------------------------------------------------------------------------
@@ -421,7 +270,8 @@ def test_strict_keys(tmp_path, hand_made_files):
 
 def test_export_round_trip(tmp_path, hand_made_files, loaded):
     path, _, _ = hand_made_files["sht"]
-    out = export_checkpoint(path, tmp_path / "export")
+    out = tmp_path / "export"
+    assert main(["export", str(path), "--out", str(out)]) == 0
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert not list(out.glob(".*tmp*"))
     exported = load_export(out)
@@ -431,12 +281,6 @@ def test_export_round_trip(tmp_path, hand_made_files, loaded):
         assert torch.equal(v, exported.model.state_dict()[k]), k
     assert_same_predictions(original, exported.model, videos(3), atol=0)
     assert load_checkpoint(out).source == "export"  # a folder dispatches to load_export
-    # CLI
-    parser = add_export_arguments(argparse.ArgumentParser())
-    args = parser.parse_args([str(path), "--out", str(tmp_path / "cli-export")])
-    assert main_export(args) == 0
-    again = load_export(tmp_path / "cli-export").model
-    assert all(torch.equal(v, again.state_dict()[k]) for k, v in original.state_dict().items())
     with pytest.raises(InputError, match="config.json"):
         load_export(tmp_path)
 
@@ -449,9 +293,9 @@ def reference_vit(sd: dict, images: torch.Tensor, layers: int) -> torch.Tensor:
     x = F.conv2d(images, sd["conv1.weight"], stride=patch)  # (B, W, g, g)
     x = x.flatten(2).transpose(1, 2)  # (B, g*g, W)
     x = torch.cat([sd["class_embedding"].expand(x.shape[0], 1, width), x], dim=1) + sd["positional_embedding"]
-    x = _layer_norm(x, sd, "ln_pre")
+    x = layer_norm(x, sd, "ln_pre")
     x = openai_transformer(x, sd, "", layers, max(1, width // 64), causal=False)
-    return _layer_norm(x[:, 0], sd, "ln_post") @ sd["proj"]
+    return layer_norm(x[:, 0], sd, "ln_post") @ sd["proj"]
 
 
 def test_openai_vision_keys_map_onto_transformers():

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from anomalyclip.data.sampling import eval_grid_index, train_indices
+from anomalyclip.data.sampling import train_indices
+from anomalyclip.model.grid import eval_grid_index
 
 
 def naive_train_indices(t, n, l, offsets):
@@ -47,7 +48,7 @@ def naive_padded_grids(t, n=32, l=16):
 
 
 @pytest.mark.parametrize("t", [300, 512, 1300, 1536])
-def eval_grid_index_matches_naive_interleave(t):
+def test_eval_grid_index_matches_naive_interleave(t):
     s, grids, _ = naive_padded_grids(t)
     idx = eval_grid_index(t)
     assert idx.shape == (s, 512)

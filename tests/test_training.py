@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from anomalyclip.cli import main
-from anomalyclip.config import preset_config
+from anomalyclip.presets import preset_config
 from anomalyclip.data.datasets import TrainItems, normal_centroid
 from anomalyclip.data.formats import read_video_list
 from anomalyclip.data.sampling import train_indices

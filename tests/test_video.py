@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -30,8 +29,10 @@ from anomalyclip.data.formats import read_labels, read_video_list
 from anomalyclip.errors import InputError
 from anomalyclip.video import decode, preprocess
 from anomalyclip.video.encoder import ClipImageEncoder, load_clip_vision, save_random_clip_vision
-from anomalyclip.video.extract import add_extract_arguments, main_extract, run_extract
+from anomalyclip.cli import main
 from anomalyclip.video.overlay import write_overlay
+from anomalyclip.video.runner import run_extract
+from media import decode_all, make_video
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -39,36 +40,6 @@ UCF_LABELS = Path(anomalyclip.__file__).parent / "assets" / "ucf_labels.csv"
 
 
 # ---------------------------------------------------------------------- helpers (independent of the package)
-def make_video(path: Path, frames: int, width: int, height: int, fps: int = 25, seed: int = 0) -> Path:
-    """An H.264 mp4 of moving coloured shapes over a gradient."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) % 256], -1).astype(np.uint8)
-    colours = rng.integers(0, 256, size=(3, 3))
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(fps))
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            img = base.copy()
-            for k, col in enumerate(colours):
-                cx = int((i * (3 + 2 * k) + 40 * k) % width)
-                cy = int((height / 2) + (height / 3) * math.sin(i / (7 + k)))
-                img[max(0, cy - 15 - 5 * k) : cy + 15 + 5 * k, max(0, cx - 20) : cx + 20] = col
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return path
-
-
-def decode_all(path: Path) -> tuple[np.ndarray, float]:
-    with av.open(str(path)) as c:
-        st = c.streams.video[0]
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(st)]
-        return np.stack(frames), float(st.average_rate)
-
-
 def clip_processor(backend: str = "pil"):
     """transformers' CLIP image processor with its default CLIP settings, built directly.
 
@@ -356,7 +327,10 @@ def test_settings_change_is_not_silently_mixed(tmp_path, clip_dir, capsys):
 
 
 def test_cli_arguments(tmp_path, clip_dir, monkeypatch):
-    parser = add_extract_arguments(argparse.ArgumentParser())
+    from anomalyclip.cli import extract
+
+    parser = argparse.ArgumentParser()
+    extract.add_arguments(parser)
     args = parser.parse_args(["--videos", "a", "b", "--out", "o", "--fps", "10", "--device", "cpu",
                               "--batch-size", "8", "--devices", "2", "--labels", "l.csv", "--clip", "some/dir"])
     assert args.videos == ["a", "b"] and args.out == "o" and args.fps == 10.0 and args.device == "cpu"
@@ -368,9 +342,8 @@ def test_cli_arguments(tmp_path, clip_dir, monkeypatch):
             parser.parse_args(["--videos", "a", "--out", "o", *bad])
 
     make_video(tmp_path / "in" / "v.mp4", 4, 64, 48)
-    args = parser.parse_args(["--videos", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
-                              "--clip", str(clip_dir), "--device", "cpu"])
-    assert main_extract(args) == 0
+    assert main(["extract", "--videos", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--clip", str(clip_dir), "--device", "cpu"]) == 0
     assert np.load(tmp_path / "out" / "v.npy").shape == (4, 512)
     with pytest.raises(InputError, match="not found"):
         load_clip_vision(str(tmp_path / "missing" / "clip"))
@@ -412,7 +385,7 @@ def test_two_processes_with_fabric(tmp_path, clip_dir):
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
         import sys
-        from anomalyclip.video.extract import run_extract
+        from anomalyclip.video.runner import run_extract
         if __name__ == "__main__":
             sys.exit(run_extract([{str(src)!r}], {str(tmp_path / 'out')!r}, clip={str(clip_dir)!r},
                                  device="cpu", devices=2, labels={str(UCF_LABELS)!r}))
@@ -443,7 +416,7 @@ def test_overlay(tmp_path, dataset):
     normal_id = names.index("Normal")
     scores = np.where(np.arange(t) % 3 == 0, 0.9, 0.1)
     probs = np.random.default_rng(0).dirichlet(np.ones(len(names)), size=t)
-    out = write_overlay(src, tmp_path / "ov.mp4", scores, probs, names, normal_id, threshold=0.5)
+    out = write_overlay(frames, tmp_path / "ov.mp4", scores, probs, names, normal_id, threshold=0.5, fps=native)
     assert files_under(tmp_path) == {"ov.mp4"}
     got, fps = decode_all(out)
     assert len(got) == t and fps == native
@@ -456,18 +429,15 @@ def test_overlay(tmp_path, dataset):
         # the picture inside the border is the input's (away from the text box)
         assert np.abs(got[i, h - 40 : h - 20, 40:-40].astype(int) - frames[i, h - 40 : h - 20, 40:-40]).mean() < 12
 
-    # odd-sized input (a frame folder of 161x121 PNGs) -> even output size, same frame count
-    folder = tmp_path / "odd"
-    folder.mkdir()
-    for i in range(5):
-        Image.fromarray(np.full((121, 161, 3), 40 * i, np.uint8)).save(folder / f"{i:06d}.png")
-    out2 = write_overlay(folder, tmp_path / "odd.mp4", np.full(5, 0.2), np.full((5, len(names)), 1 / len(names)),
+    # odd-sized frames (161x121) -> even output size, same frame count
+    odd = [np.full((121, 161, 3), 40 * i, np.uint8) for i in range(5)]
+    out2 = write_overlay(odd, tmp_path / "odd.mp4", np.full(5, 0.2), np.full((5, len(names)), 1 / len(names)),
                          names, normal_id, threshold=0.5, fps=10)
     got2, fps2 = decode_all(out2)
     assert got2.shape == (5, 122, 162, 3) and fps2 == 10
     assert _border_is(got2[0, 60, 1], "blue")
 
     with pytest.raises(InputError, match="frames"):
-        write_overlay(src, tmp_path / "bad.mp4", scores[:-1], probs[:-1], names, normal_id, 0.5)
+        write_overlay(frames, tmp_path / "bad.mp4", scores[:-1], probs[:-1], names, normal_id, 0.5)
     assert not (tmp_path / "bad.mp4").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -1,4 +1,4 @@
-"""Typed configuration: one dataclass per concern, presets for the three benchmarks and the demo.
+"""Typed configuration: one dataclass per concern (the presets in `presets.py` fill them in).
 
 A run folder stores these as `config.json`; checkpoints carry the model part so they describe
 themselves.
@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anomalyclip.errors import InputError
 
 
 @dataclass
@@ -89,12 +88,12 @@ class DataConfig:
     """Where the on-disk files are (FORMATS.md). Paths may be relative to `root`."""
 
     root: str = "."
-    features: str = "Image-Features"
-    train_abnormal: str = "Annotations/Anomaly_Train_Abnormal.txt"
-    train_normal: str = "Annotations/Anomaly_Train_Normal.txt"
-    test_list: str = "Annotations/Anomaly_Test.txt"
-    temporal: str = "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"
-    labels: str = ""  # empty: the preset's shipped labels CSV
+    features: str = ""
+    train_abnormal: str = ""
+    train_normal: str = ""
+    test_list: str = ""
+    temporal: str = ""
+    labels: str = ""
 
     def resolve(self, name: str) -> Path:
         """The path of one entry; relative entries are looked up under `root` and its usual
@@ -145,63 +144,3 @@ def _train_from_dict(d: dict[str, Any]) -> TrainConfig:
     if "betas" in d:
         d["betas"] = tuple(d["betas"])
     return TrainConfig(**d)
-
-
-# Per-preset values of METHOD §9 and the official file layout of each release.
-PRESETS: dict[str, dict[str, Any]] = {
-    "ucfcrime": dict(
-        labels_asset="ucf_labels.csv",
-        model=dict(emb_size=256, depth=1, concat_features=False),
-        train=dict(lr=1e-5, epochs=50, warmup=5),
-        data=dict(features="Image-Features"),
-        normal_id=7,
-    ),
-    "shanghaitech": dict(
-        labels_asset="sht_labels.csv",
-        model=dict(emb_size=256, depth=2, concat_features=True),
-        train=dict(lr=5e-4, epochs=100, warmup=10),
-        data=dict(
-            features="features",
-            train_abnormal="Anomaly_Train_Abnormal.txt",
-            train_normal="Anomaly_Train_Normal.txt",
-            test_list="Anomaly_Test.txt",
-        ),
-        normal_id=8,
-    ),
-    "xdviolence": dict(
-        labels_asset="xd_labels.csv",
-        model=dict(emb_size=128, depth=1, concat_features=False),
-        train=dict(lr=5e-6, epochs=50, warmup=5),
-        data=dict(
-            features="Image-Features",
-            temporal="Annotations/Temporal_Anomaly_Annotation_for_Testing_Videos.txt",
-        ),
-        normal_id=4,
-    ),
-    # The built-in synthetic dataset: small enough to train on 2 CPU cores in minutes.
-    "synthetic": dict(
-        labels_asset=None,
-        model=dict(emb_size=64, depth=1, concat_features=False, random_clip_width=64),
-        train=dict(lr=2e-3, epochs=20, warmup=0, batch_size=8, weight_decay=0.01),
-        data=dict(features="features", labels="labels.csv"),
-        normal_id=None,
-    ),
-}
-
-
-def preset_config(name: str, root: str | Path = ".") -> RunConfig:
-    """A full RunConfig for a preset; class names are read later from the labels CSV."""
-    if name not in PRESETS:
-        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
-    p = PRESETS[name]
-    cfg = RunConfig(preset=name)
-    cfg.model = dataclasses.replace(cfg.model, **p["model"])
-    cfg.train = dataclasses.replace(cfg.train, **p["train"])
-    cfg.data = dataclasses.replace(cfg.data, root=str(root), **p["data"])
-    if p["labels_asset"] and not cfg.data.labels:
-        cfg.data.labels = str(asset_path(p["labels_asset"]))
-    return cfg
-
-
-def asset_path(name: str) -> Path:
-    return Path(__file__).parent / "assets" / name

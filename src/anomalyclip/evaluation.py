@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from anomalyclip.data.datasets import FrameBudgetBatches, TestVideo, TestVideos, collate_videos
-from anomalyclip.data.formats import ClassTable, VideoEntry
-from anomalyclip.fileio import atomic_path, write_json
+from anomalyclip.classes import ClassTable
+from anomalyclip.data.datasets import TestVideo, TestVideos
+from anomalyclip.data.run_data import RunData
 from anomalyclip.memory import release_free_memory, trim_heap
 from anomalyclip.metrics import compute_metrics
 from anomalyclip.model import AnomalyCLIP
-from anomalyclip.model.anomalyclip import predict_classes
+from anomalyclip.model.grid import group_by_budget
 
 
 @dataclass
@@ -75,9 +73,26 @@ class Evaluator:
         return EvalResult(metrics, scores, probs, labels, video, frame)
 
 
+class FrameBudgetBatches(Sampler[list[int]]):
+    """Consecutive test videos grouped so each forward holds about `budget` padded frames."""
+
+    def __init__(self, rows: list[int], budget: int, frames_per_grid: int = 512):
+        self.batches = group_by_budget(rows, budget, frames_per_grid)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _as_list(items: list[TestVideo]) -> list[TestVideo]:
+    return items
+
+
 def video_loader(dataset: TestVideos, frames_per_forward: int, frames_per_grid: int, num_workers: int = 0) -> DataLoader:
     sampler = FrameBudgetBatches(dataset.rows, frames_per_forward, frames_per_grid)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_videos, num_workers=num_workers)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=_as_list, num_workers=num_workers)
 
 
 @torch.inference_mode()
@@ -92,45 +107,11 @@ def evaluate(model: AnomalyCLIP, dataset: TestVideos, frames_per_forward: int = 
     return evaluator.compute()
 
 
-def write_predictions(path: str | Path, result: EvalResult, entries: list[VideoEntry], classes: ClassTable) -> None:
-    """`predictions.csv`: one row per frame of every test video."""
-    pred = predict_classes(result.scores, result.probs, classes.normal_id, result.metrics["optimal_threshold"])
-    header = ["video", "frame", "label", "score", "pred"] + [f"p_{n}" for n in classes.names]
-    fmt = ["%d", "%d", "%.6f", "%d"] + ["%.6f"] * len(classes.names)
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        f.write(",".join(header) + "\n")
-        for i in np.unique(result.video):
-            sel = result.video == i
-            block = np.column_stack([result.frame[sel], result.labels[sel], result.scores[sel], pred[sel], result.probs[sel]])
-            buf = io.StringIO()
-            np.savetxt(buf, block, fmt=fmt, delimiter=",")
-            prefix = entries[i].path + ","
-            f.write("".join(prefix + line for line in buf.getvalue().splitlines(keepends=True)))
+def evaluate_test_list(model: AnomalyCLIP, data: RunData, frames_per_forward: int = 16384, progress: bool = True) -> EvalResult:
+    """A model on a run's test list, for inference only: the text features are computed once and
+    the text tower dropped (`freeze_text_features`)."""
+    dataset = TestVideos(data.test, data.features, data.temporal, data.classes, model.cfg.feature_dim)
+    model.freeze_text_features()
+    trim_heap()  # the text tower's memory
+    return evaluate(model, dataset, frames_per_forward, progress)
 
-
-def write_eval_outputs(out_dir: str | Path, result: EvalResult, entries: list[VideoEntry], classes: ClassTable) -> None:
-    """metrics.json, predictions.csv and the ROC / PR / confusion-matrix plots."""
-    from anomalyclip.plots import plot_confusion, plot_pr, plot_roc
-
-    out = Path(out_dir)
-    write_json(out / "metrics.json", result.metrics)
-    write_predictions(out / "predictions.csv", result, entries, classes)
-    binary = (result.labels != classes.normal_id).astype(int)
-    plot_roc(out / "roc.png", binary, result.scores, result.metrics["auc_roc"])
-    plot_pr(out / "pr.png", binary, result.scores, result.metrics["auc_pr"])
-    plot_confusion(out / "confusion_matrix.png", np.asarray(result.metrics["confusion_matrix"]), classes.names)
-
-
-def format_table(metrics: dict) -> str:
-    """A short text table of the headline numbers, in percent as papers report them."""
-    rows = [
-        ("AUC", metrics["auc_roc"]),
-        ("AP", metrics["auc_pr"]),
-        ("mAUC", metrics["mean_mc_auroc"]),
-        ("mAP", metrics["mean_mc_aupr"]),
-    ]
-    width = len("threshold")
-    lines = [f"{'metric':<{width}}  value (%)", f"{'-' * width}  ---------"]
-    lines += [f"{k:<{width}}  {'n/a' if v is None else f'{100 * v:9.2f}'}" for k, v in rows]
-    lines.append(f"{'threshold':<{width}}  {metrics['optimal_threshold']:.4f}")
-    return "\n".join(lines)

@@ -10,23 +10,37 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+class StagedFile:
+    """A temporary file beside `path` that becomes `path` only on `commit()`; for writes that
+    outlive one block (a video written frame by frame)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; outputs get the usual mode
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; outputs get the usual mode
-    tmp_path = Path(tmp)
+    staged = StagedFile(path)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        yield staged.tmp
+        staged.commit()
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        staged.discard()
 
 
 def write_text(path: str | Path, text: str) -> None:

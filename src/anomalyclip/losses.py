@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from anomalyclip.classes import to_k_space
 from anomalyclip.config import LossConfig
-from anomalyclip.model.anomalyclip import class_probs
+from anomalyclip.model.class_space import class_probs
 from anomalyclip.model.selector import gather_segments, select_k
 
 
@@ -26,17 +27,22 @@ def abnormal_column(seg: torch.Tensor, labels_k: torch.Tensor) -> torch.Tensor:
 
 
 def select_segments(
-    similarity: torch.Tensor, labels_k: torch.Tensor, cfg: LossConfig, num_segments: int, keep: torch.Tensor | None = None
+    similarity: torch.Tensor,
+    labels: torch.Tensor,
+    normal_id: int,
+    cfg: LossConfig,
+    num_segments: int,
+    keep: torch.Tensor | None = None,
 ) -> Selection:
     """Pick segments by their summed similarity, with a random keep-mask shared by top and bottom.
 
-    `similarity (B, n*l, K)` with the abnormal half first; `labels_k (B/2,)` abnormal labels in
-    K-space. Abnormal videos rank by their class column, normal ones by the sum over classes.
+    `similarity (B, n*l, K)` and `labels (B,)` class ids, the abnormal half first. Abnormal videos
+    rank by their own class column, normal ones by the sum over classes.
     """
     b, t, k = similarity.shape
     h = b // 2
     seg = similarity.view(b, num_segments, t // num_segments, k).sum(dim=2)  # (B, n, K)
-    abn = abnormal_column(seg[:h], labels_k)  # (B/2, n)
+    abn = abnormal_column(seg[:h], to_k_space(labels[:h], normal_id))  # (B/2, n)
     ranking = torch.cat([abn, seg[h:].sum(dim=2)])  # (B, n)
     if keep is None:
         keep = torch.bernoulli(torch.full((b, num_segments), 1.0 - cfg.segment_drop, device=similarity.device)).bool()
@@ -67,7 +73,7 @@ def compute_losses(
     b, t, k = similarity.shape
     h, n, l = b // 2, num_segments, t // num_segments
     y = labels[:h]  # (B/2,) class ids
-    y_k = torch.where(y > normal_id, y - 1, y)  # K-space
+    y_k = to_k_space(y, normal_id)
     s4 = similarity.view(b, n, l, k)
     log_p = class_probs(similarity, scores, normal_id).log().view(b, n, l, k + 1)  # (B, n, l, C)
 
@@ -96,3 +102,12 @@ def compute_losses(
     }
     terms["loss"] = sum(terms.values())
     return terms
+
+
+def training_losses(
+    out, labels: torch.Tensor, normal_id: int, cfg: LossConfig, num_segments: int, keep: torch.Tensor | None = None, select=select_segments
+) -> dict[str, torch.Tensor]:
+    """The MIL selection, then the seven terms, for a model output `out` (`similarity`,
+    `scores`) of one batch; `select` can be swapped for a reference implementation."""
+    selection = select(out.similarity, labels, normal_id, cfg, num_segments, keep=keep)
+    return compute_losses(out.similarity, out.scores, labels, selection, normal_id, cfg, num_segments)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomalyclip.model.anomalyclip import predict_classes
+from anomalyclip.classes import predict_classes
 
 
 @dataclass
@@ -127,8 +127,3 @@ def compute_metrics(scores: np.ndarray, probs: np.ndarray, labels: np.ndarray, n
         "num_frames": int(len(labels)),
         "num_abnormal_frames": int(binary.sum()),
     }
-
-
-def headline(metrics: dict, preset: str) -> tuple[str, float]:
-    """The number a paper table reports for this dataset: AP for XD-Violence, else AUC."""
-    return ("AP", metrics["auc_pr"]) if preset == "xdviolence" else ("AUC", metrics["auc_roc"])

@@ -13,6 +13,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from anomalyclip.fileio import atomic_path  # noqa: E402
+from anomalyclip.runs import runs  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> None:
@@ -69,17 +70,9 @@ def class_colours(class_names: list[str], normal_id: int) -> list[tuple]:
     return out
 
 
-def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
-    """(start, length, value) of the maximal runs of equal values."""
-    change = np.nonzero(np.diff(values))[0] + 1
-    starts = np.concatenate([[0], change])
-    lengths = np.diff(np.concatenate([starts, [len(values)]]))
-    return [(int(s), int(n), int(values[s])) for s, n in zip(starts, lengths)]
-
-
 def plot_prediction(
     path: str | Path,
-    prediction,  # inference.Prediction
+    prediction,  # predictor.Prediction
     class_names: list[str],
     normal_id: int,
     fps: float | None = None,
@@ -110,8 +103,9 @@ def plot_prediction(
     ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.8)
 
     by_class: dict[int, list[tuple[float, float]]] = {}
-    for s, n, c in _runs(prediction.pred):
-        by_class.setdefault(c, []).append((s * scale, n * scale))
+    starts, lengths = runs(prediction.pred)
+    for s, n in zip(starts.tolist(), lengths.tolist()):
+        by_class.setdefault(int(prediction.pred[s]), []).append((s * scale, n * scale))
     for c, bars in by_class.items():
         band.broken_barh(bars, (0, 1), facecolors=colours[c], linewidth=0)
     band.set_ylim(0, 1)

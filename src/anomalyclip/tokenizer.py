@@ -11,9 +11,8 @@ import gzip
 
 import torch
 
-from anomalyclip.config import asset_path
-
-CONTEXT_LENGTH = 77
+from anomalyclip.assets import asset_path
+from anomalyclip.clip_config import CONTEXT_LENGTH
 SOT_TOKEN = "<|startoftext|>"
 EOT_TOKEN = "<|endoftext|>"
 

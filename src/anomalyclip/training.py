@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -16,50 +15,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, DistributedSampler
 
-from anomalyclip.checkpoint import META_KEY, model_meta
+from anomalyclip.checkpoint.native import META_KEY, model_meta
+from anomalyclip.classes import ClassTable
 from anomalyclip.config import RunConfig
 from anomalyclip.data.datasets import TestVideos, TrainItems, normal_centroid
-from anomalyclip.data.formats import ClassTable, Spans, VideoEntry, read_labels, read_temporal, read_video_list
+from anomalyclip.data.run_data import RunData, load_run_data
 from anomalyclip.errors import InputError
 from anomalyclip.evaluation import Evaluator, video_loader
 from anomalyclip.fileio import write_json
-from anomalyclip.losses import compute_losses, select_segments
-from anomalyclip.model import AnomalyCLIP
-
-
-@dataclass
-class RunData:
-    classes: ClassTable
-    features: Path
-    train_abnormal: list[VideoEntry]
-    train_normal: list[VideoEntry]
-    test: list[VideoEntry]
-    temporal: dict[str, Spans]
-
-
-def load_run_data(cfg: RunConfig, need_train: bool = True) -> RunData:
-    """Read and check every list before any work starts (a bad line fails in seconds, not hours)."""
-    d = cfg.data
-    classes = read_labels(d.resolve("labels"))
-    features = d.resolve("features")
-    if not features.is_dir():
-        raise InputError("features folder not found", features)
-    test = read_video_list(d.resolve("test_list"), classes)
-    temporal = read_temporal(d.resolve("temporal"))
-    abn, nor = [], []
-    if need_train:
-        abn = read_video_list(d.resolve("train_abnormal"), classes)
-        nor = read_video_list(d.resolve("train_normal"), classes)
-        for e in abn:
-            if e.label == classes.normal_id:
-                raise InputError(f"the abnormal training list holds a normal video (label {e.label})", e.source)
-        for e in nor:
-            if e.label != classes.normal_id:
-                raise InputError(
-                    f"the normal training list holds label {e.label} ({classes.names[e.label]}), expected {classes.normal_id}",
-                    e.source,
-                )
-    return RunData(classes, features, abn, nor, test, temporal)
+from anomalyclip.losses import training_losses
+from anomalyclip.model.anomalyclip import AnomalyCLIP
 
 
 def lr_factor(epoch: int, warmup: int, epochs: int) -> float:
@@ -87,9 +52,7 @@ class AnomalyCLIPModule(L.LightningModule):
         x = torch.cat([xa, xn])  # (B, n*l, D), abnormal half first
         y = torch.cat([ya, yn])
         out = self.model(x)  # text features computed once for the whole batch
-        ncls = self.classes.normal_id
-        sel = select_segments(out.similarity, torch.where(ya > ncls, ya - 1, ya), self.cfg.loss, self.model.cfg.num_segments)
-        terms = compute_losses(out.similarity, out.scores, y, sel, ncls, self.cfg.loss, self.model.cfg.num_segments)
+        terms = training_losses(out, y, self.classes.normal_id, self.cfg.loss, self.model.cfg.num_segments)
         self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True, batch_size=x.shape[0])
         self.log("loss", terms["loss"], prog_bar=True, on_step=True, on_epoch=False, logger=False)
         return terms["loss"]
@@ -189,7 +152,7 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
     # Lightning's start-up banners (accelerator availability, logger tips) are noise here.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    data = load_run_data(cfg)
+    data = load_run_data(cfg.data)
     dm = FeatureData(cfg, data)
     model = prepare_model(cfg, data)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
+from anomalyclip.classes import ClassTable
 from anomalyclip.data.features import FeatureLayout, feature_layout, load_features, open_features, read_rows, read_rows_from, request_rows
-from anomalyclip.data.formats import ClassTable, Spans, VideoEntry
+from anomalyclip.data.formats import Spans, VideoEntry
 from anomalyclip.data.sampling import frame_labels, train_indices
 from anomalyclip.errors import InputError
 
@@ -117,33 +118,6 @@ class TestVideos(Dataset):
         x = load_features(feature_path(self.root, e), self.feature_dim)
         y = frame_labels(x.shape[0], e.label, self.temporal.get(Path(e.path).name, []), self.classes.normal_id, e.start_frame)
         return TestVideo(i, torch.from_numpy(x), torch.from_numpy(y))
-
-
-class FrameBudgetBatches(Sampler[list[int]]):
-    """Consecutive test videos grouped so each forward holds about `budget` padded frames."""
-
-    def __init__(self, rows: list[int], budget: int, frames_per_grid: int = 512):
-        self.batches: list[list[int]] = []
-        cur, used = [], 0
-        for i, t in enumerate(rows):
-            padded = -(-t // frames_per_grid) * frames_per_grid
-            if cur and used + padded > budget:
-                self.batches.append(cur)
-                cur, used = [], 0
-            cur.append(i)
-            used += padded
-        if cur:
-            self.batches.append(cur)
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def collate_videos(items: list[TestVideo]) -> list[TestVideo]:
-    return items
 
 
 def normal_centroid(entries: list[VideoEntry], root: str | Path, feature_dim: int) -> torch.Tensor:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from anomalyclip.errors import InputError
+from anomalyclip.runs import consecutive_runs
 
 ALLOWED_DTYPES = (np.float32, np.float16)
 
@@ -89,10 +91,8 @@ def feature_layout(path: str | Path, feature_dim: int | None = None) -> FeatureL
 
 def row_runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
     """`rows` cut into runs of consecutive rows: `(position in rows, first row, length)`."""
-    breaks = np.nonzero(np.diff(rows) != 1)[0] + 1
-    pos = np.r_[0, breaks]
-    lengths = np.diff(np.r_[pos, len(rows)])
-    return list(zip(pos.tolist(), rows[pos].tolist(), lengths.tolist()))
+    pos, lengths = consecutive_runs(rows)
+    return list(zip(pos.tolist(), np.asarray(rows)[pos].tolist(), lengths.tolist()))
 
 
 def request_rows(fd: int, layout: FeatureLayout, rows: np.ndarray) -> None:
@@ -138,3 +138,39 @@ def read_rows_from(fd: int, layout: FeatureLayout, rows: np.ndarray, path: str |
         out = out.astype(np.float32)
     _check_finite(out, rows, path)
     return out
+
+
+# -- finding feature files ---------------------------------------------------------------------
+def collect_feature_files(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
+    """`(file, output name)` for .npy files and folders (scanned recursively). The name is the
+    stem; files sharing a stem keep their sub-folders relative to their common folder."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*.npy") if q.is_file())
+            if not found:
+                raise InputError("no .npy feature files in this folder (searched recursively)", p)
+        elif p.is_file():
+            found = [p]
+        else:
+            raise InputError("feature file or folder not found", p)
+        for q in found:
+            r = q.resolve()
+            if r not in seen:
+                seen.add(r)
+                files.append(q)
+    by_stem: dict[str, list[Path]] = {}
+    for f in files:
+        by_stem.setdefault(f.stem, []).append(f)
+    names: dict[Path, str] = {}
+    for stem, group in by_stem.items():
+        if len(group) == 1:
+            names[group[0]] = stem
+            continue
+        resolved = [g.resolve() for g in group]
+        common = Path(os.path.commonpath([str(r.parent) for r in resolved]))
+        for g, r in zip(group, resolved):
+            names[g] = r.relative_to(common).with_suffix("").as_posix()
+    return [(f, names[f]) for f in files]

@@ -7,23 +7,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from anomalyclip.classes import ClassTable
 from anomalyclip.errors import InputError
-
-
-@dataclass(frozen=True)
-class ClassTable:
-    """Class names in the order every label id indexes (METHOD §1), and the normal class."""
-
-    names: list[str]
-    normal_id: int
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.names)
-
-    def to_k_space(self, label: int) -> int:
-        """Index among the abnormal classes only (the normal class dropped)."""
-        return label - 1 if label > self.normal_id else label
 
 
 def _require_file(path: str | Path, what: str) -> Path:
@@ -64,10 +49,7 @@ def read_labels(path: str | Path) -> ClassTable:
             "as in the reference implementation",
             stacklevel=2,
         )
-    normal = [i for i, n in enumerate(names) if n.lower() == "normal"]
-    if len(normal) != 1:
-        raise InputError("exactly one class must be named 'Normal' (any case)", path)
-    return ClassTable(names=names, normal_id=normal[0])
+    return ClassTable.from_names(names, path)
 
 
 @dataclass(frozen=True)
@@ -87,6 +69,10 @@ class VideoEntry:
     @property
     def stem(self) -> str:
         return Path(self.path).name
+
+    def line(self) -> str:
+        """The entry as a line of a video list (what `read_video_list` reads back)."""
+        return f"{self.path} {self.start_frame} {self.end_frame} {self.label}\n"
 
 
 def read_video_list(path: str | Path, classes: ClassTable | None = None, allow_empty: bool = False) -> list[VideoEntry]:
@@ -156,6 +142,13 @@ def read_temporal(path: str | Path) -> dict[str, Spans]:
                 spans.append((s, e))
             out[Path(fields[0]).stem] = spans
     return out
+
+
+def temporal_line(video_file: str, class_name: str, spans: Spans, pairs: int = 2) -> str:
+    """One line of a temporal annotation file in UCF-Crime's layout, `-1 -1` filling up to
+    `pairs` spans."""
+    flat = [v for span in spans for v in span] + [-1, -1] * max(0, pairs - len(spans))
+    return f"{video_file}  {class_name}  " + "  ".join(str(v) for v in flat) + "\n"
 
 
 def _is_number(token: str) -> bool:

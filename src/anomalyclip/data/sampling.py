@@ -1,11 +1,8 @@
-"""Which feature rows a training item and a test grid use (METHOD §7, §10), and frame labels (§11)."""
+"""Which feature rows a training item uses (METHOD §7), and the frame labels of a test video (§11)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 
 
 def train_indices(num_rows: int, n: int = 32, l: int = 16, rng: np.random.Generator | np.random.RandomState | None = None) -> np.ndarray:
@@ -21,17 +18,6 @@ def train_indices(num_rows: int, n: int = 32, l: int = 16, rng: np.random.Genera
     offsets = rng.randint(high, size=n) if hasattr(rng, "randint") else rng.integers(high, size=n)
     starts = np.arange(n) * dist + offsets  # (n,)
     return ((starts[:, None] + np.arange(l)[None, :]) % num_rows).reshape(-1)  # (n*l,)
-
-
-def eval_grid_index(num_rows: int, n: int = 32, l: int = 16) -> torch.Tensor:
-    """Frame positions `(s, n*l)` of the s interleaved grids of a padded test video.
-
-    The video is extended by wrap-around to `T' = ceil(T / (n*l)) * n*l` frames; 16-frame chunk k
-    goes to grid `k mod s` at segment `k // s`. Positions are in `[0, T')`; row = position mod T.
-    """
-    s = max(1, math.ceil(num_rows / (n * l)))
-    chunk = torch.arange(n)[None, :] * s + torch.arange(s)[:, None]  # (s, n)
-    return (chunk[:, :, None] * l + torch.arange(l)).reshape(s, n * l)  # (s, n*l)
 
 
 def frame_labels(num_rows: int, label: int, spans: list[tuple[int, int]], normal_id: int, start_frame: int = 0) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anomalyclip.data.formats import VideoEntry, temporal_line
 from anomalyclip.fileio import atomic_path, write_text
 
 NORMAL = "Normal"
@@ -107,16 +108,15 @@ def write_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> 
             with atomic_path(root / "features" / cname / f"{stem}.npy") as tmp:
                 with open(tmp, "wb") as f:
                     np.save(f, x)
-            row = f"{cname}/{stem} 0 {length - 1} {ids[cname]}"
+            row = VideoEntry(f"{cname}/{stem}", 0, length - 1, ids[cname]).line()
             (rows_nor if cname == NORMAL else rows_abn).append(row)
-            flat = [v for s in spans for v in s] + [-1, -1] * (2 - len(spans))
-            temporal.append(f"{stem}.mp4  {cname}  " + "  ".join(str(v) for v in flat))
+            temporal.append(temporal_line(f"{stem}.mp4", cname, spans))
         return rows_abn + rows_nor if split == "test" else (rows_abn, rows_nor), temporal
 
     (train_abn, train_nor), _ = make("train", spec.train_abnormal_per_class, spec.train_normal)
     test_rows, temporal = make("test", spec.test_abnormal_per_class, spec.test_normal)
-    write_text(root / "Anomaly_Train_Abnormal.txt", "\n".join(train_abn) + "\n")
-    write_text(root / "Anomaly_Train_Normal.txt", "\n".join(train_nor) + "\n")
-    write_text(root / "Anomaly_Test.txt", "\n".join(test_rows) + "\n")
-    write_text(root / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", "\n".join(temporal) + "\n")
+    write_text(root / "Anomaly_Train_Abnormal.txt", "".join(train_abn))
+    write_text(root / "Anomaly_Train_Normal.txt", "".join(train_nor))
+    write_text(root / "Anomaly_Test.txt", "".join(test_rows))
+    write_text(root / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", "".join(temporal))
     return root

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 from transformers import CLIPTextModelWithProjection
 
 from anomalyclip.config import ModelConfig
-from anomalyclip.data.sampling import eval_grid_index
-from anomalyclip.memory import trim_heap
+from anomalyclip.model.grid import eval_grid_index, grids_per_call as default_grids_per_call
+from anomalyclip.model.class_space import class_probs
 from anomalyclip.model.clip_text import TextEncoder, build_text_model, load_text_model, random_text_config
 from anomalyclip.model.prompt import PromptLearner
 from anomalyclip.model.selector import Selector
@@ -22,29 +21,6 @@ from anomalyclip.model.temporal import TemporalModel
 class TrainOutput:
     similarity: torch.Tensor  # S (B, n*l, K)
     scores: torch.Tensor  # p (B, n*l)
-
-
-def class_probs(similarity: torch.Tensor, scores: torch.Tensor, normal_id: int) -> torch.Tensor:
-    """`P (N, C)`: softmax over abnormal classes times p, and 1 - p as the normal column (METHOD §6)."""
-    abn = similarity.softmax(dim=-1) * scores[..., None]  # (..., K)
-    nor = (1 - scores)[..., None]
-    return torch.cat([abn[..., :normal_id], nor, abn[..., normal_id:]], dim=-1)
-
-
-def predict_classes(scores: np.ndarray, probs: np.ndarray, normal_id: int, threshold: float) -> np.ndarray:
-    """Normal where `score < threshold`, else the most probable abnormal class (METHOD §11)."""
-    # argmax over the columns either side of the normal one (views, no (N, K) copy); ties go to
-    # the lower class id, as one argmax over the abnormal columns would.
-    left, right = probs[:, :normal_id], probs[:, normal_id + 1 :]
-    if left.shape[1] == 0:
-        best = right.argmax(axis=1) + normal_id + 1
-    elif right.shape[1] == 0:
-        best = left.argmax(axis=1)
-    else:
-        best = np.where(
-            right.max(axis=1) > left.max(axis=1), right.argmax(axis=1) + normal_id + 1, left.argmax(axis=1)
-        )
-    return np.where(scores < threshold, normal_id, best).astype(np.int64)
 
 
 class AnomalyCLIP(nn.Module):
@@ -98,7 +74,6 @@ class AnomalyCLIP(nn.Module):
             self.train(was_training)
             self.register_buffer("frozen_text_features", features, persistent=False)
             self.text_encoder = None
-            trim_heap()
         return self.frozen_text_features
 
     def similarity(self, centred: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
@@ -122,21 +97,20 @@ class AnomalyCLIP(nn.Module):
         return TrainOutput(similarity=s.view(b, t, -1), scores=p)
 
     # -- inference: whole videos (METHOD §10) ------------------------------------------------
-    # Grids per temporal-model call in `score_videos`, by device type. Grids are scored
-    # independently, so this only bounds the working memory (a long video is scored in pieces);
-    # the numbers are the same. On CPU 8-16 grids run a few percent faster than 32 (they stay in
-    # cache); a GPU wants larger calls.
-    grids_per_forward = {"cpu": 16, "other": 64}
-
     @torch.no_grad()
     def score_videos(
-        self, videos: list[torch.Tensor], text_features: torch.Tensor | None = None, overwrite_input: bool = False
+        self,
+        videos: list[torch.Tensor],
+        text_features: torch.Tensor | None = None,
+        overwrite_input: bool = False,
+        grids_per_call: int | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per video `(T, D)` -> `(scores (T,), probs (T, C))`; all videos go through one forward.
 
         `overwrite_input=True` lets a lone float32 video on the model's device be centred in place
         (its values are then lost): a long test video is not copied, which saves 100 MB on
-        UCF-Crime's longest one."""
+        UCF-Crime's longest one. `grids_per_call` bounds the grids per temporal-model call (a long
+        video is scored in pieces; the numbers are the same)."""
         if text_features is None:
             text_features = self.text_features()
         n, l = self.cfg.num_segments, self.cfg.seg_length
@@ -157,7 +131,7 @@ class AnomalyCLIP(nn.Module):
             index.append(frames)
             rows.append(offsets + frames % length)  # rows of `inp`, wrap-around padding
             offsets += length
-        chunk = self.grids_per_forward.get(dev.type, self.grids_per_forward["other"])
+        chunk = grids_per_call or default_grids_per_call(dev)
         scores_grid = torch.cat([self.temporal(inp[r]) for r in torch.cat(rows).split(chunk)])  # (sum s, n*l)
         out, g0, offsets = [], 0, 0
         for length, frames in zip(lengths, index):

@@ -13,29 +13,13 @@ import torch
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
+from anomalyclip.clip_config import text_config
 from anomalyclip.errors import InputError
-from anomalyclip.tokenizer import CONTEXT_LENGTH
-
-VOCAB_SIZE = 49408
-SOT_ID, EOT_ID = 49406, 49407
 
 
 def random_text_config(width: int = 64, layers: int = 2, output_dim: int = 512) -> CLIPTextConfig:
-    """A small CLIP text tower of the real architecture (OpenAI's heads = width // 64 rule)."""
-    return CLIPTextConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=width,
-        intermediate_size=4 * width,
-        num_hidden_layers=layers,
-        num_attention_heads=max(1, width // 64),
-        max_position_embeddings=CONTEXT_LENGTH,
-        projection_dim=output_dim,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-        bos_token_id=SOT_ID,
-        eos_token_id=EOT_ID,
-        pad_token_id=0,
-    )
+    """A small CLIP text tower of the real architecture, for the demo and tests."""
+    return text_config(width, layers, output_dim)
 
 
 def build_text_model(config: CLIPTextConfig) -> CLIPTextModelWithProjection:

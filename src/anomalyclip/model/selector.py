@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def drop_normal(t: torch.Tensor, normal_id: int, dim: int = 0) -> torch.Tensor:
-    """Remove the normal class's entry along `dim` (class space -> K-space)."""
-    return torch.cat([t.narrow(dim, 0, normal_id), t.narrow(dim, normal_id + 1, t.shape[dim] - normal_id - 1)], dim)
+from anomalyclip.model.class_space import drop_normal
 
 
 class Selector(nn.Module):

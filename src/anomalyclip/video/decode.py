@@ -90,16 +90,18 @@ def list_frame_files(folder: str | Path) -> list[Path]:
     return [numbered[i] for i in sorted(numbered)]
 
 
-def _positive_fps(value: float | None, what: str) -> float | None:
-    if value is None:
+def parse_fps(value, what: str = "--fps", allow_native: bool = False) -> float | None:
+    """`None` (and "native" where allowed) -> None, every frame; a positive number -> that rate."""
+    if value is None or (allow_native and isinstance(value, str) and value.strip().lower() == "native"):
         return None
+    expected = "'native' or a positive number" if allow_native else "a positive number"
     try:
-        value = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{what} must be a positive number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{what} must be a positive number, got {value!r}")
-    return value
+        raise InputError(f"{what} must be {expected}, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise InputError(f"{what} must be {expected}, got {value!r}")
+    return number
 
 
 class _Sampler:
@@ -135,8 +137,8 @@ class VideoReader:
 
     def __init__(self, path: str | Path, fps: float | None = None, frames_fps: float | None = None):
         self.path = Path(path)
-        self.target_fps = _positive_fps(fps, "target fps")
-        frames_fps = _positive_fps(frames_fps, "frame-folder fps")
+        self.target_fps = parse_fps(fps, "target fps")
+        frames_fps = parse_fps(frames_fps, "frame-folder fps")
         self.frames_read = 0
         self._container = None
         self._frame_files: list[Path] | None = None

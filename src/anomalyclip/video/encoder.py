@@ -25,30 +25,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from anomalyclip.clip_config import DEFAULT_CLIP, vision_config
+from anomalyclip.devices import resolve_device
 from anomalyclip.errors import InputError
 from anomalyclip.video.preprocess import Frames, PreprocessSettings, normalize, resize_crop
 
-DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`None` -> cuda if available else cpu; `cuda` without a GPU -> InputError."""
-    if device is None:
-        return torch.device(default_device())
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"unknown device {device!r} (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' asked for, but no CUDA GPU is available (use --device cpu)")
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"unsupported device {device!r} (use cpu or cuda)")
-    return dev
 
 
 @contextlib.contextmanager
@@ -237,18 +219,14 @@ def random_clip_vision_config(
 ):
     """A CLIPVisionConfig of the ViT architecture. Defaults: the tiny test model (hidden 64, 2
     layers, 1 head, MLP 256). ViT-B/16: hidden_size=768, num_hidden_layers=12 (12 heads, MLP 3072)."""
-    from transformers import CLIPVisionConfig
-
-    heads = num_attention_heads if num_attention_heads is not None else max(1, hidden_size // 64)
-    return CLIPVisionConfig(
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size if intermediate_size is not None else 4 * hidden_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=heads,
+    return vision_config(
+        hidden_size,
+        num_hidden_layers,
+        projection_dim,
         patch_size=patch_size,
         image_size=image_size,
-        projection_dim=projection_dim,
-        hidden_act="quick_gelu",
+        intermediate_size=intermediate_size,
+        heads=num_attention_heads,
     )
 
 

@@ -1,6 +1,6 @@
 """Draw per-frame anomaly scores and class probabilities onto a video.
 
-Every input frame is written (same frame count) with: the anomaly score, the three most likely
+Every frame given is written (same frame count) with: the anomaly score, the three most likely
 abnormal classes with their probabilities, and a border that is red when the score is at or
 above the threshold and blue otherwise. Output: mp4, H.264 (libx264; MPEG-4 part 2 if libx264 is
 missing), yuv420p, even width and height (an odd frame is padded by one pixel, which the border
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from anomalyclip.classes import abnormal_ids
 from anomalyclip.errors import InputError
-from anomalyclip.fileio import atomic_path
-from anomalyclip.video.decode import fps_fraction, open_video
+from anomalyclip.fileio import StagedFile
+from anomalyclip.video.decode import fps_fraction
 
 RED = (230, 30, 30)
 BLUE = (30, 90, 230)
@@ -80,8 +81,7 @@ def render_frame(
     colour = RED if alarm else BLUE
     font = font or _font(max(10, min(H, W) // 18))
 
-    abnormal = [i for i in range(len(class_names)) if i != normal_id]
-    top = sorted(abnormal, key=lambda i: -float(probs[i]))[:3]
+    top = sorted(abnormal_ids(len(class_names), normal_id), key=lambda i: -float(probs[i]))[:3]
     lines = [f"anomaly {score:.3f}" + ("  ALERT" if alarm else "")]
     lines += [f"{class_names[i]} {float(probs[i]):.2f}" for i in top]
     x, y = bw + 4, bw + 4
@@ -95,8 +95,52 @@ def render_frame(
     return np.asarray(img.convert("RGB"))
 
 
+class OverlayWriter:
+    """Annotated frames appended one at a time to an mp4 (the file appears, complete, on `close`)."""
+
+    def __init__(self, out_path: str | Path, class_names: Sequence[str], normal_id: int, threshold: float, fps: float | None):
+        out_path = Path(out_path)
+        if out_path.suffix.lower() != ".mp4":
+            raise InputError("the overlay is written as mp4; give a path ending in .mp4", out_path)
+        if not 0 <= normal_id < len(class_names):
+            raise InputError(f"normal_id {normal_id} is not a class index (0..{len(class_names) - 1})")
+        self.class_names, self.normal_id, self.threshold = list(class_names), int(normal_id), float(threshold)
+        self.rate = fps_fraction(fps or 30.0)
+        self._file = StagedFile(out_path)
+        self._container = self._stream = self._font = None
+        self.count = 0
+
+    def add(self, frame: np.ndarray, score: float, probs: np.ndarray) -> None:
+        import av
+
+        if self._font is None:
+            self._font = _font(max(10, min(frame.shape[:2]) // 18))
+        img = render_frame(frame, float(score), probs, self.class_names, self.normal_id, self.threshold, self._font)
+        if self._container is None:
+            self._container, self._stream = _open_writer(self._file.tmp, img.shape[1], img.shape[0], self.rate)
+        vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+        vf.pts = self.count
+        vf.time_base = 1 / self.rate
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+        self.count += 1
+
+    def close(self, ok: bool = True) -> None:
+        """Finish the file (`ok=True`) or drop it."""
+        try:
+            if self._container is not None:
+                if ok:
+                    for packet in self._stream.encode():
+                        self._container.mux(packet)
+                self._container.close()
+            if ok and self._container is not None:
+                self._file.commit()
+        finally:
+            self._file.discard()
+
+
 def write_overlay(
-    video_path: str | Path,
+    frames: Iterable[np.ndarray],
     out_path: str | Path,
     scores,
     probs,
@@ -105,11 +149,11 @@ def write_overlay(
     threshold: float,
     fps: float | None = None,
 ) -> Path:
-    """Write `out_path` (mp4): every frame of `video_path` with its score and top-3 abnormal classes.
+    """Write `out_path` (mp4): every frame of `frames` with its score and top-3 abnormal classes.
 
-    `scores` (T,) and `probs` (T, C) hold one row per decoded frame of the video (T must equal the
-    frame count); `class_names` (C) index `probs`' columns; `normal_id` is left out of the top 3.
-    `fps`: frame rate of the written video (default: the input's, else 30). Returns `out_path`.
+    `scores` (T,) and `probs` (T, C) hold one row per frame (T must equal the frame count);
+    `class_names` (C) index `probs`' columns; `normal_id` is left out of the top 3. `fps`: frame
+    rate of the written video (default 30). Returns `out_path`.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     probs = np.asarray(probs, dtype=np.float64)
@@ -117,39 +161,17 @@ def write_overlay(
         raise InputError(f"probs must have shape (T, C) with T = {scores.shape[0]} scores, got {probs.shape}")
     if probs.shape[1] != len(class_names):
         raise InputError(f"probs has {probs.shape[1]} columns but {len(class_names)} class names were given")
-    if not 0 <= normal_id < len(class_names):
-        raise InputError(f"normal_id {normal_id} is not a class index (0..{len(class_names) - 1})")
-    out_path = Path(out_path)
-    if out_path.suffix.lower() != ".mp4":
-        raise InputError("the overlay is written as mp4; give a path ending in .mp4", out_path)
     total = scores.shape[0]
-    import av
-
-    with open_video(video_path) as reader, atomic_path(out_path) as tmp:
-        rate = fps_fraction(fps if fps else (reader.info.native_fps or 30.0))
-        container = stream = None
-        font = None
-        n = 0
-        try:
-            for frame in reader.frames():
-                if n >= total:
-                    raise InputError(f"the video has more frames than the {total} scores given", video_path)
-                if font is None:
-                    font = _font(max(10, min(frame.shape[:2]) // 18))
-                img = render_frame(frame, scores[n], probs[n], class_names, normal_id, threshold, font)
-                if container is None:
-                    container, stream = _open_writer(tmp, img.shape[1], img.shape[0], rate)
-                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-                vf.pts = n
-                vf.time_base = 1 / rate
-                for packet in stream.encode(vf):
-                    container.mux(packet)
-                n += 1
-            if n != total:
-                raise InputError(f"the video has {n} frames but {total} scores were given", video_path)
-            for packet in stream.encode():
-                container.mux(packet)
-        finally:
-            if container is not None:
-                container.close()
-    return out_path
+    writer = OverlayWriter(out_path, class_names, normal_id, threshold, fps)
+    ok = False
+    try:
+        for frame in frames:
+            if writer.count >= total:
+                raise InputError(f"the video has more frames than the {total} scores given")
+            writer.add(frame, scores[writer.count], probs[writer.count])
+        if writer.count != total:
+            raise InputError(f"the video has {writer.count} frames but {total} scores were given")
+        ok = True
+    finally:
+        writer.close(ok)
+    return Path(out_path)

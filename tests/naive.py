@@ -1,9 +1,10 @@
-"""The naive path, kept only as a reference for the benchmarks and the exactness tests.
+"""The naive path, kept only as a reference for the exactness tests and the benchmarks.
 
 It computes the same numbers as the package's defaults, the slow way round (as the authors'
 release does): text features recomputed for every test video with the full 77-token text
-transformer, one test video per forward, a Python loop over videos for the MIL selection,
-reversible recomputation in the temporal model, and whole feature files read for 512 rows.
+transformer, one test video per forward, a Python loop over videos for the MIL selection, the
+`axial_attention` library's own reversible transformer in the temporal model, and whole feature
+files read for 512 rows.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from axial_attention import AxialImageTransformer
 
 from anomalyclip.config import LossConfig, ModelConfig
 from anomalyclip.data.datasets import TestVideos
@@ -19,9 +21,34 @@ from anomalyclip.losses import Selection
 from anomalyclip.model import AnomalyCLIP
 
 
+class LibraryAxial(AxialImageTransformer):
+    """The release's temporal transformer (same state-dict keys as ours) on our frames-major
+    grids `(G, n, l, E)`."""
+
+    def forward(self, x: torch.Tensor, recompute: bool = True) -> torch.Tensor:
+        return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (G, E, n, l) inside
+
+
+def library_axial(cfg: ModelConfig) -> LibraryAxial:
+    return LibraryAxial(
+        dim=cfg.emb_size, depth=cfg.depth, heads=cfg.heads, dim_heads=None, reversible=True,
+        axial_pos_emb_shape=(cfg.num_segments, cfg.seg_length),
+    )
+
+
 def naive_model_config(cfg: ModelConfig) -> ModelConfig:
-    """Same network, naive switches: full-length text transformer, reversible recomputation."""
+    """Same network, naive switches: full-length text transformer, recomputation in backward."""
     return dataclasses.replace(cfg, recompute_temporal=True, truncate_text=False)
+
+
+def naive_model(cfg: ModelConfig, **kw) -> AnomalyCLIP:
+    """An AnomalyCLIP under the naive switches whose temporal transformer is the library's own
+    (reversible: recomputed by inversion in backward), with the weights a seed gives ours."""
+    model = AnomalyCLIP(naive_model_config(cfg), **kw)
+    lib = library_axial(model.cfg)
+    lib.load_state_dict(model.temporal.axial_attn.state_dict())
+    model.temporal.axial_attn = lib
+    return model
 
 
 def optimised_model_config(cfg: ModelConfig) -> ModelConfig:
@@ -37,7 +64,7 @@ def _topk_one(values: torch.Tensor, keep: torch.Tensor, k: int, largest: bool) -
 
 
 def select_segments_loop(
-    similarity: torch.Tensor, labels_k: torch.Tensor, cfg: LossConfig, num_segments: int, keep: torch.Tensor
+    similarity: torch.Tensor, labels: torch.Tensor, normal_id: int, cfg: LossConfig, num_segments: int, keep: torch.Tensor
 ) -> Selection:
     """`losses.select_segments` written as a loop over the videos of the batch (the reference)."""
     b, t, k = similarity.shape
@@ -47,7 +74,8 @@ def select_segments_loop(
     for i in range(b):
         seg = similarity[i].view(num_segments, l, k).sum(dim=1)  # (n, K)
         if i < h:
-            ranking = seg[:, int(labels_k[i])]
+            y = int(labels[i])
+            ranking = seg[:, y - 1 if y > normal_id else y]
             bottom.append(_topk_one(ranking, keep[i], cfg.num_bottomk, largest=False))
         else:
             ranking = seg.sum(dim=1)

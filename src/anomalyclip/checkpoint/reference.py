@@ -2,140 +2,57 @@
 
 The released files store no network configuration: everything is inferred from tensor shapes,
 so full-size and down-sized files load alike. The OpenAI-layout CLIP text transformer is mapped
-onto `transformers`' CLIP modules; the selector's BatchNorm statistics and the temporal model map
-one to one. `to_reference_state_dict` is the inverse (our modules -> the authors' layout), and
-`map_openai_vision_keys` maps the released image tower onto `CLIPVisionModelWithProjection`.
+onto `transformers`' CLIP modules (`openai_layout`); the selector's BatchNorm statistics and
+the temporal model map one to one. The normal centroid is a separate file (`ncentroid.pt`).
 """
 
 from __future__ import annotations
 
-import math
-import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import CLIPTextConfig, CLIPVisionConfig
 
-from anomalyclip.checkpoint import LoadedModel
-from anomalyclip.config import ModelConfig, asset_path
+from anomalyclip.assets import asset_path
+from anomalyclip.checkpoint.loaded import LoadedModel
+from anomalyclip.checkpoint.openai_layout import count_blocks, map_blocks, tensor_at
+from anomalyclip.classes import ClassTable
+from anomalyclip.clip_config import EOT_ID, text_config
+from anomalyclip.config import ModelConfig
+from anomalyclip.data.formats import read_labels
 from anomalyclip.errors import InputError
-from anomalyclip.model import AnomalyCLIP
-from anomalyclip.model.clip_text import EOT_ID, SOT_ID, build_text_model
+from anomalyclip.model.anomalyclip import AnomalyCLIP
+from anomalyclip.model.clip_text import build_text_model
+from anomalyclip.presets import PRESETS
 from anomalyclip.tokenizer import class_prompts, tokenize
 
 PREFIX = "net."
 TEXT = "text_encoder.clip.text_model."
 TEMPORAL_HEADS = 8  # fixed in the release; not recoverable from shapes (to_q is E x E for any split)
-SHIPPED_TABLES = ("ucf_labels.csv", "sht_labels.csv", "xd_labels.csv")
 CENTROID_NAME = "ncentroid.pt"
 # Present in the released files but not needed to score features.
 IGNORED_PREFIXES = ("image_encoder.",)
 IGNORED_KEYS = ("selector_model.logit_scale",)
 
-# One OpenAI residual block -> one transformers CLIPEncoderLayer (besides the split in_proj).
-_BLOCK_MAP = {
-    "attn.out_proj.weight": "self_attn.out_proj.weight",
-    "attn.out_proj.bias": "self_attn.out_proj.bias",
-    "ln_1.weight": "layer_norm1.weight",
-    "ln_1.bias": "layer_norm1.bias",
-    "mlp.c_fc.weight": "mlp.fc1.weight",
-    "mlp.c_fc.bias": "mlp.fc1.bias",
-    "mlp.c_proj.weight": "mlp.fc2.weight",
-    "mlp.c_proj.bias": "mlp.fc2.bias",
-    "ln_2.weight": "layer_norm2.weight",
-    "ln_2.bias": "layer_norm2.bias",
-}
 
-
-# ------------------------------------------------------------------------------------------
-# shape helpers
-# ------------------------------------------------------------------------------------------
-def _get(sd: dict[str, torch.Tensor], key: str, path: Any, ndim: int | None = None, show: str = PREFIX) -> torch.Tensor:
-    """`sd[key]`, a tensor of `ndim` dimensions; `show` is the key prefix printed in errors."""
-    if key not in sd:
-        raise InputError(f"not a checkpoint of the released AnomalyCLIP layout: key {show}{key} is missing", path)
-    t = sd[key]
-    if not isinstance(t, torch.Tensor):
-        raise InputError(f"key {show}{key} holds a {type(t).__name__}, not a tensor", path)
-    if ndim is not None and t.dim() != ndim:
-        raise InputError(f"key {show}{key} has shape {tuple(t.shape)}, expected {ndim} dimensions", path)
-    return t
-
-
-def _indices(sd: dict[str, Any], pattern: str) -> list[int]:
-    """Sorted distinct integers `i` of keys matching `pattern` (a regex with one group)."""
-    rx = re.compile(pattern)
-    return sorted({int(m.group(1)) for k in sd for m in [rx.match(k)] if m})
-
-
-def _check_contiguous(indices: list[int], what: str, path: Any) -> int:
-    if indices != list(range(len(indices))):
-        raise InputError(f"{what} are numbered {indices}, expected 0..{len(indices) - 1}", path)
-    return len(indices)
-
-
-def _map_blocks(
-    sd: dict[str, torch.Tensor],
-    src: str,
-    dst: str,
-    layers: int,
-    width: int,
-    out: dict[str, torch.Tensor],
-    used: set[str],
-    path: Any,
-    show: str = PREFIX,
-) -> None:
-    """OpenAI `transformer.resblocks.{i}.*` under `src` -> transformers `encoder.layers.{i}.*` under `dst`."""
-    for i in range(layers):
-        s, d = f"{src}transformer.resblocks.{i}.", f"{dst}encoder.layers.{i}."
-        w = _get(sd, s + "attn.in_proj_weight", path, 2, show)
-        b = _get(sd, s + "attn.in_proj_bias", path, 1, show)
-        if tuple(w.shape) != (3 * width, width) or tuple(b.shape) != (3 * width,):
-            raise InputError(
-                f"key {show}{s}attn.in_proj_weight/bias has shape {tuple(w.shape)}/{tuple(b.shape)}, "
-                f"expected ({3 * width}, {width})/({3 * width},)",
-                path,
-            )
-        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):
-            out[f"{d}self_attn.{name}.weight"] = w[j * width : (j + 1) * width]
-            out[f"{d}self_attn.{name}.bias"] = b[j * width : (j + 1) * width]
-        used.update({s + "attn.in_proj_weight", s + "attn.in_proj_bias"})
-        for a, h in _BLOCK_MAP.items():
-            out[d + h] = _get(sd, s + a, path, None, show)
-            used.add(s + a)
-
-
-def _unmap_blocks(hf: dict[str, torch.Tensor], src: str, dst: str, layers: int, out: dict[str, torch.Tensor]) -> None:
-    """transformers `encoder.layers.{i}.*` under `src` -> OpenAI `transformer.resblocks.{i}.*` under `dst`."""
-    for i in range(layers):
-        s, d = f"{src}encoder.layers.{i}.", f"{dst}transformer.resblocks.{i}."
-        q, k, v = (f"{s}self_attn.{n}_proj" for n in "qkv")
-        out[d + "attn.in_proj_weight"] = torch.cat([hf[q + ".weight"], hf[k + ".weight"], hf[v + ".weight"]])
-        out[d + "attn.in_proj_bias"] = torch.cat([hf[q + ".bias"], hf[k + ".bias"], hf[v + ".bias"]])
-        for a, h in _BLOCK_MAP.items():
-            out[d + a] = hf[s + h]
+def _get(sd: dict[str, Any], key: str, path: Any, ndim: int | None = None) -> torch.Tensor:
+    return tensor_at(sd, key, path, ndim, PREFIX)
 
 
 # ------------------------------------------------------------------------------------------
 # class names and centroid
 # ------------------------------------------------------------------------------------------
 def _class_table(num_classes: int, labels: str | Path | None, class_names: list[str] | None, path: Any) -> tuple[list[str], int]:
-    from anomalyclip.data.formats import read_labels
-
     if labels is not None:
         table = read_labels(labels)
         names, normal_id, where = table.names, table.normal_id, str(labels)
     elif class_names is not None:
-        names = [str(n) for n in class_names]
-        normal = [i for i, n in enumerate(names) if n.strip().lower() == "normal"]
-        if len(normal) != 1:
-            raise InputError(f"exactly one class must be named 'Normal' (any case), got {names}")
-        normal_id, where = normal[0], "the class names given"
+        table = ClassTable.from_names(class_names)
+        names, normal_id, where = table.names, table.normal_id, "the class names given"
     else:
         matches = []
-        for name in SHIPPED_TABLES:
+        for name in sorted({p.labels_asset for p in PRESETS.values() if p.labels_asset}):
             table = read_labels(asset_path(name))
             if table.num_classes == num_classes:
                 matches.append(table)
@@ -206,7 +123,7 @@ def _read_centroid_file(path: Path) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------
-# import
+# architecture and keys
 # ------------------------------------------------------------------------------------------
 def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) -> dict[str, Any]:
     """Network sizes from the tensor shapes of an authors'-layout state dict (keys without `net.`)."""
@@ -224,7 +141,7 @@ def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) 
         raise InputError(f"token_embedding width {w_tok} != prompt context width {width}", path)
     if vocab <= EOT_ID:
         raise InputError(f"token_embedding has {vocab} rows; CLIP's BPE needs {EOT_ID + 1}", path)
-    layers = _check_contiguous(_indices(sd, r"text_encoder\.transformer\.resblocks\.(\d+)\."), "text transformer blocks", path)
+    layers = count_blocks(sd, r"text_encoder\.transformer\.resblocks\.(\d+)\.", "text transformer blocks", path)
     if layers == 0:
         raise InputError("no text transformer blocks (text_encoder.transformer.resblocks.*)", path)
     context_length, w_pos = _get(sd, "text_encoder.positional_embedding", path, 2).shape
@@ -248,7 +165,7 @@ def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) 
         raise InputError(
             f"temporal_model.projection takes {in_dim} inputs; expected D = {out_dim} or D + K = {out_dim + k}", path
         )
-    blocks = _check_contiguous(_indices(sd, r"temporal_model\.axial_attn\.layers\.blocks\.(\d+)\."), "axial blocks", path)
+    blocks = count_blocks(sd, r"temporal_model\.axial_attn\.layers\.blocks\.(\d+)\.", "axial blocks", path)
     if blocks == 0 or blocks % 2:
         raise InputError(f"{blocks} axial blocks; the reversible axial transformer has 2 per layer", path)
     if emb % TEMPORAL_HEADS:
@@ -261,7 +178,6 @@ def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) 
         width=int(width),
         vocab_size=int(vocab),
         text_layers=layers,
-        text_heads=max(1, int(width) // 64),
         intermediate_size=int(intermediate),
         context_length=int(context_length),
         feature_dim=int(out_dim),
@@ -270,23 +186,6 @@ def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) 
         concat_features=concat,
         num_segments=int(pos0.shape[2]),
         seg_length=int(pos1.shape[3]),
-    )
-
-
-def text_config_for(arch: dict[str, Any]) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=arch["vocab_size"],
-        hidden_size=arch["width"],
-        intermediate_size=arch["intermediate_size"],
-        num_hidden_layers=arch["text_layers"],
-        num_attention_heads=arch["text_heads"],
-        max_position_embeddings=arch["context_length"],
-        projection_dim=arch["feature_dim"],
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-        bos_token_id=SOT_ID,
-        eos_token_id=EOT_ID,
-        pad_token_id=0,
     )
 
 
@@ -302,7 +201,7 @@ def map_reference_state_dict(sd: dict[str, torch.Tensor], arch: dict[str, Any], 
 
     take("token_embedding.weight", TEXT + "embeddings.token_embedding.weight")
     take("text_encoder.positional_embedding", TEXT + "embeddings.position_embedding.weight")
-    _map_blocks(sd, "text_encoder.", TEXT, arch["text_layers"], arch["width"], out, used, path)
+    map_blocks(sd, "text_encoder.", TEXT, arch["text_layers"], arch["width"], out, used, path, PREFIX)
     take("text_encoder.ln_final.weight", TEXT + "final_layer_norm.weight")
     take("text_encoder.ln_final.bias", TEXT + "final_layer_norm.bias")
     take("text_encoder.text_projection", "text_encoder.clip.text_projection.weight", lambda t: t.T)
@@ -321,6 +220,9 @@ def map_reference_state_dict(sd: dict[str, torch.Tensor], arch: dict[str, Any], 
     return out, used
 
 
+# ------------------------------------------------------------------------------------------
+# import
+# ------------------------------------------------------------------------------------------
 def import_reference_checkpoint(
     path: str | Path,
     state_dict: dict[str, Any],
@@ -366,7 +268,15 @@ def import_reference_checkpoint(
     mapped["centroid"] = _load_centroid(centroid, path, arch["feature_dim"])
     mapped = {k: (v.float() if v.is_floating_point() else v) for k, v in mapped.items()}
 
-    model = AnomalyCLIP(cfg, clip_text=build_text_model(text_config_for(arch)))
+    text = text_config(
+        arch["width"],
+        arch["text_layers"],
+        arch["feature_dim"],
+        vocab_size=arch["vocab_size"],
+        context_length=arch["context_length"],
+        intermediate_size=arch["intermediate_size"],
+    )
+    model = AnomalyCLIP(cfg, clip_text=build_text_model(text))
     _check_prompt_tokens(model, mapped, path)
     try:
         result = model.load_state_dict(mapped, strict=False)
@@ -405,101 +315,3 @@ def _check_prompt_tokens(model: AnomalyCLIP, mapped: dict[str, torch.Tensor], pa
             f"{model.cfg.class_names}; if predictions look wrong, pass the labels CSV it was trained with (--labels)",
             stacklevel=3,
         )
-
-
-# ------------------------------------------------------------------------------------------
-# the inverse
-# ------------------------------------------------------------------------------------------
-def to_reference_state_dict(model: AnomalyCLIP) -> dict[str, torch.Tensor]:
-    """Our modules -> the authors' layout (`net.*` keys, OpenAI CLIP text tower). No image encoder."""
-    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    out: dict[str, torch.Tensor] = {}
-    out["token_embedding.weight"] = sd[TEXT + "embeddings.token_embedding.weight"]
-    out["text_encoder.positional_embedding"] = sd[TEXT + "embeddings.position_embedding.weight"]
-    _unmap_blocks(sd, TEXT, "text_encoder.", model.text_encoder.clip.config.num_hidden_layers, out)
-    out["text_encoder.ln_final.weight"] = sd[TEXT + "final_layer_norm.weight"]
-    out["text_encoder.ln_final.bias"] = sd[TEXT + "final_layer_norm.bias"]
-    out["text_encoder.text_projection"] = sd["text_encoder.clip.text_projection.weight"].T.contiguous()
-    for name in ("ctx", "token_prefix", "token_suffix"):
-        out[f"prompt_learner.{name}"] = sd[f"prompt_learner.{name}"]
-    out["selector_model.logit_scale"] = torch.tensor(math.log(1 / 0.07))
-    for name in ("running_mean", "running_var", "num_batches_tracked"):
-        out[f"selector_model.bn_layer.{name}"] = sd[f"selector.bn.{name}"]
-    for k, v in sd.items():
-        if k.startswith("temporal."):
-            out["temporal_model." + k[len("temporal.") :]] = v
-    return {PREFIX + k: v for k, v in out.items()}
-
-
-# ------------------------------------------------------------------------------------------
-# the released image tower
-# ------------------------------------------------------------------------------------------
-def map_openai_vision_keys(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], CLIPVisionConfig]:
-    """OpenAI-layout ViT keys (`conv1.weight`, ..., `proj`; e.g. `net.image_encoder.*` with the
-    prefix removed) -> a `CLIPVisionModelWithProjection` state dict and its config."""
-    where = "the image encoder"
-    conv = sd.get("conv1.weight")
-    if not isinstance(conv, torch.Tensor) or conv.dim() != 4:
-        raise InputError(f"{where}: conv1.weight (width, 3, patch, patch) is missing")
-    width, channels, patch, patch2 = conv.shape
-    if patch != patch2:
-        raise InputError(f"{where}: non-square patches {patch}x{patch2} are not supported")
-    pos = sd.get("positional_embedding")
-    if not isinstance(pos, torch.Tensor) or pos.dim() != 2:
-        raise InputError(f"{where}: positional_embedding is missing")
-    grid = math.isqrt(pos.shape[0] - 1)
-    if grid * grid != pos.shape[0] - 1:
-        raise InputError(f"{where}: positional_embedding has {pos.shape[0]} rows, not 1 + a square number")
-    proj = sd.get("proj")
-    if not isinstance(proj, torch.Tensor) or proj.dim() != 2 or proj.shape[0] != width:
-        raise InputError(f"{where}: proj (width {width}, output size) is missing")
-    layers = len(_indices(sd, r"transformer\.resblocks\.(\d+)\."))
-    if layers == 0:
-        raise InputError(f"{where}: no transformer.resblocks")
-    config = CLIPVisionConfig(
-        hidden_size=int(width),
-        intermediate_size=int(_get(sd, "transformer.resblocks.0.mlp.c_fc.weight", where, 2, "").shape[0]),
-        num_hidden_layers=layers,
-        num_attention_heads=max(1, int(width) // 64),
-        num_channels=int(channels),
-        image_size=int(patch) * grid,
-        patch_size=int(patch),
-        projection_dim=int(proj.shape[1]),
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-    )
-    v = "vision_model."
-    out: dict[str, torch.Tensor] = {
-        v + "embeddings.patch_embedding.weight": conv,
-        v + "embeddings.class_embedding": _get(sd, "class_embedding", where, 1, ""),
-        v + "embeddings.position_embedding.weight": pos,
-        "visual_projection.weight": proj.T.contiguous(),
-    }
-    used = {"conv1.weight", "class_embedding", "positional_embedding", "proj"}
-    for a, b in (("ln_pre", "pre_layrnorm"), ("ln_post", "post_layernorm")):
-        for p in ("weight", "bias"):
-            out[f"{v}{b}.{p}"] = _get(sd, f"{a}.{p}", where, 1, "")
-            used.add(f"{a}.{p}")
-    _map_blocks(sd, "", v, layers, int(width), out, used, where, "")
-    unused = sorted(set(sd) - used)
-    if unused:
-        raise InputError(f"{where}: key {unused[0]} has no place in a CLIP vision model")
-    return out, config
-
-
-def reference_image_encoder(path: str | Path, trust: bool = False):
-    """The released image tower of an authors' checkpoint as a `CLIPVisionModelWithProjection`."""
-    from transformers import CLIPVisionModelWithProjection
-
-    from anomalyclip.checkpoint import torch_load
-
-    ckpt = torch_load(path, trust)
-    sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    prefix = PREFIX + "image_encoder."
-    if not isinstance(sd, dict) or not any(str(k).startswith(prefix) for k in sd):
-        raise InputError(f"no image encoder ({prefix}*) in this checkpoint", path)
-    hf, config = map_openai_vision_keys({k[len(prefix) :]: v.float() for k, v in sd.items() if k.startswith(prefix)})
-    config._attn_implementation = "sdpa"
-    model = CLIPVisionModelWithProjection(config)
-    model.load_state_dict(hf, strict=True)
-    return model.eval()

@@ -1,0 +1,64 @@
+"""An exported model: a folder of plain data, `model.safetensors` + `config.json`.
+
+The folder holds no pickled Python objects, so it loads without `--trust-checkpoint`, and it
+describes itself (class names, normal id, centroid, threshold, text-tower configuration).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from anomalyclip.checkpoint.loaded import LoadedModel
+from anomalyclip.checkpoint.native import load_state, model_from_meta, model_meta
+from anomalyclip.errors import InputError
+from anomalyclip.fileio import atomic_path, write_json
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def _plain_tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses non-contiguous and memory-sharing tensors: give each its own copy."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
+
+
+def save_export(loaded: LoadedModel, out_dir: str | Path) -> Path:
+    """Write a loaded model to `out_dir` (weights first, then the config that marks it complete)."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("the export destination exists and is not a folder", out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = model_meta(loaded.model, loaded.threshold)
+    meta["source"] = loaded.source
+    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
+        save_file(_plain_tensors(loaded.model.state_dict()), str(tmp), metadata={"format": "pt"})
+    write_json(out_dir / CONFIG_NAME, meta)
+    return out_dir
+
+
+def load_export(path: str | Path) -> LoadedModel:
+    """Read a folder written by `save_export` (no pickle involved)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg_path, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+    for f in (cfg_path, weights):
+        if not f.is_file():
+            raise InputError(f"not an exported model folder: {f.name} is missing", path)
+    try:
+        meta = json.loads(cfg_path.read_text())
+        model = model_from_meta(meta)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise InputError(f"not a valid export configuration: {e}", cfg_path) from None
+    try:
+        sd = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"cannot read the exported weights: {e}", weights) from None
+    load_state(model, sd, weights, "the weights do not match config.json")
+    return LoadedModel(model.eval(), meta.get("threshold"), "export")

@@ -1,0 +1,73 @@
+"""What every verb shares: the data-file flags, the default output folder, argument types."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+
+from anomalyclip.config import DataConfig, RunConfig
+from anomalyclip.errors import InputError
+from anomalyclip.presets import PRESETS, get_preset
+
+DATA_FLAGS = {
+    "features": "folder of per-video .npy feature files",
+    "train_abnormal": "abnormal training video list",
+    "train_normal": "normal training video list",
+    "test_list": "test video list",
+    "temporal": "temporal annotation file of the test videos",
+    "labels": "labels CSV (id,name)",
+}
+TRAIN_ONLY = ("train_abnormal", "train_normal")
+
+
+def add_data_flags(p: argparse.ArgumentParser, train: bool) -> None:
+    p.add_argument("--preset", choices=sorted(PRESETS), help="dataset preset (METHOD §9 values and file names)")
+    p.add_argument("--data-root", help="folder holding the dataset's official files")
+    for name, help_ in DATA_FLAGS.items():
+        if train or name not in TRAIN_ONLY:
+            p.add_argument("--" + name.replace("_", "-"), dest=name, help=help_)
+
+
+def data_config(args: argparse.Namespace, train: bool) -> RunConfig:
+    """The preset's layout under `--data-root`, each file flag overriding; without a preset every
+    file must be named."""
+    if args.preset:
+        cfg = get_preset(args.preset).run_config(args.data_root or ".")
+    else:
+        cfg = RunConfig(data=DataConfig(root=args.data_root or "."))
+    for name in DATA_FLAGS:
+        value = getattr(args, name, None)
+        if value:
+            setattr(cfg.data, name, str(Path(value).resolve()))
+    if not args.preset:
+        missing = [n for n in DATA_FLAGS if (train or n not in TRAIN_ONLY) and not getattr(args, n, None)]
+        if missing:
+            raise InputError("without --preset, give " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    return cfg
+
+
+def default_out(kind: str) -> Path:
+    return Path("runs") / f"{kind}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def out_dir(value: str | None, kind: str) -> Path:
+    return Path(value) if value else default_out(kind)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
+    """How to read a checkpoint: the authors' files need their labels and centroid."""
+    p.add_argument("--centroid", help="normal centroid (ncentroid.pt) of an authors' checkpoint; default: beside it")
+    p.add_argument(
+        "--trust-checkpoint", action="store_true", help="allow pickled Python objects in the checkpoint (trusted files only)"
+    )

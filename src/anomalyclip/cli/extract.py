@@ -1,0 +1,61 @@
+"""`anomalyclip extract`: CLIP features from video files (one float32 `(T, 512)` .npy per video).
+
+    anomalyclip extract --videos UCF_Crimes/Videos --out features/ucf --labels ucf_labels.csv
+
+* Inputs: folders (scanned recursively for `*.mp4 *.avi *.mkv *.mov *.webm` files and frame
+  folders), or explicit files / frame folders. Output paths mirror the input's relative path:
+  `Videos/Abuse/Abuse028_x264.mp4` -> `OUT/Abuse/Abuse028_x264.npy` and `.json`. An explicit
+  file or frame folder is written at the top of OUT under its own name.
+* Resumable: a finished video (its `.npy` and sidecar, same CLIP model, sampling and
+  preprocessing) is skipped; an interruption loses at most the video in progress.
+* `--labels CSV` also writes `OUT/Anomaly_Train_Normal.txt` and `OUT/Anomaly_Train_Abnormal.txt`,
+  the class of a video being its parent folder's name.
+* `--devices N` runs N processes with Lightning Fabric (DDP), each taking its share.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from anomalyclip.cli.common import positive_int
+from anomalyclip.clip_config import DEFAULT_CLIP
+from anomalyclip.errors import InputError
+from anomalyclip.video.decode import VIDEO_EXTENSIONS, parse_fps
+
+NAME = "extract"
+HELP = "CLIP features from video files"
+
+
+def _fps_arg(text: str) -> float | None:
+    try:
+        return parse_fps(text, allow_native=True)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--videos", nargs="+", required=True, metavar="PATH",
+                   help="video files, frame folders (000000.jpg ...) or folders to scan recursively for "
+                        f"{' '.join('*' + e for e in VIDEO_EXTENSIONS)} and frame folders")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder; OUT/<relative path>.npy (float32, T x 512) and .json per video")
+    p.add_argument("--clip", default=DEFAULT_CLIP, metavar="ID_OR_DIR",
+                   help=f"CLIP image encoder: a hub id or a save_pretrained folder (default: {DEFAULT_CLIP})")
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="frames per encoder batch (default: 64)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--fps", type=_fps_arg, default=None, metavar="native|N",
+                   help="'native' (every frame, default) or a target rate sampled by timestamp")
+    p.add_argument("--devices", type=positive_int, default=1, metavar="N",
+                   help="processes (one GPU each with cuda), each taking a share of the videos (default: 1)")
+    p.add_argument("--labels", default=None, metavar="CSV",
+                   help="labels CSV (id,name): also write Anomaly_Train_Normal.txt and "
+                        "Anomaly_Train_Abnormal.txt, class = parent folder name")
+
+
+def run(args: argparse.Namespace) -> int:
+    from anomalyclip.video.runner import run_extract
+
+    return run_extract(
+        videos=args.videos, out=args.out, clip=args.clip, batch_size=args.batch_size, device=args.device,
+        fps=args.fps, devices=args.devices, labels=args.labels,
+    )

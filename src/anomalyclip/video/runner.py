@@ -1,0 +1,254 @@
+"""The extraction job: videos -> `store` files, skipping finished ones, one process or several
+(Lightning Fabric, DDP) with each rank taking its share.
+
+A bad video (missing, empty, unreadable, corrupt) is reported as one `error:` line; the job goes
+on with the rest and exits with status 1 at the end, listing the failed videos. With a labels
+CSV the training lists are written once all ranks are done, leaving the failed videos out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, Sequence
+
+from anomalyclip.classes import ClassTable
+from anomalyclip.clip_config import DEFAULT_CLIP
+from anomalyclip.errors import InputError
+from anomalyclip.video.decode import parse_fps
+from anomalyclip.video import store
+from anomalyclip.video.jobs import VideoJob, find_videos, label_for_folder
+
+# ranks finish their shares at different times and meet at a barrier: allow for a long imbalance
+# (a process killed outright, e.g. by the OOM killer, makes the others wait this long)
+_DDP_TIMEOUT = timedelta(hours=24)
+
+
+@dataclass
+class ExtractOptions:
+    out: Path
+    clip: str
+    batch_size: int
+    device: str
+    fps: float | None
+    frames_fps: float | None
+    preprocess: str
+
+
+@dataclass
+class ShardResult:
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video, message)
+    done: int = 0
+    skipped: int = 0
+
+
+def _echo(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+class _Progress:
+    """A bar over videos with the frame rate of the encoding itself (skipped videos excluded)."""
+
+    def __init__(self, total: int, rank: int, world: int):
+        from tqdm import tqdm
+
+        desc = "extract" if world == 1 else f"extract[{rank}]"
+        self.bar = tqdm(total=total, desc=desc, unit="video", position=rank, dynamic_ncols=True, file=sys.stderr)
+        self.frames = 0
+        self.busy = 0.0
+        self.done = 0
+
+    def show(self, frames: int, busy: float) -> None:
+        rate = f"{frames / busy:.1f}" if busy > 0 and frames else "-"
+        self.bar.set_postfix({"done": self.done, "frames": frames, "frames/s": rate}, refresh=False)
+
+    def tick(self) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _extract_one(job: VideoJob, encoder, opt: ExtractOptions, progress: _Progress) -> None:
+    from anomalyclip.video.pipeline import encode_video
+
+    start = time.perf_counter()
+    seen = 0
+
+    def on_frames(n: int) -> None:
+        nonlocal seen
+        seen += n
+        progress.show(progress.frames + seen, progress.busy + time.perf_counter() - start)
+
+    try:
+        video = encode_video(job.source, encoder, fps=opt.fps, frames_fps=opt.frames_fps, on_frames=on_frames)
+        store.write_video(job, opt.out, video.features, store.sidecar_for(job, video, encoder.metadata(), opt.fps))
+        progress.frames += seen
+        progress.done += 1
+    finally:
+        progress.busy += time.perf_counter() - start
+
+
+def extract_shard(
+    jobs: list[VideoJob], encoder, opt: ExtractOptions, rank: int = 0, world: int = 1, result: ShardResult | None = None
+) -> ShardResult:
+    """Extract `jobs` one by one into `result`; bad videos are recorded and the rest go on."""
+    settings = {
+        "clip_model": encoder.model_id,
+        "clip_weights_sha256": encoder.weights_sha256,
+        "target_fps": opt.fps,
+        "preprocessing": encoder.settings.to_dict(),
+    }
+    result = ShardResult() if result is None else result
+    progress = _Progress(len(jobs), rank, world)
+    try:
+        for job in jobs:
+            state = store.finished(job, opt.out, settings)
+            if state == "done":
+                result.skipped += 1
+            elif state is not None:
+                _echo(f"error: {state}")
+                result.failed.append((job.display, state))
+            else:
+                try:
+                    _extract_one(job, encoder, opt, progress)
+                    result.done += 1
+                except InputError as e:
+                    _echo(f"error: {e}")
+                    result.failed.append((job.display, str(e)))
+            progress.show(progress.frames, progress.busy)
+            progress.tick()
+    finally:
+        progress.close()
+    return result
+
+
+def _gather(fabric, result: ShardResult) -> ShardResult:
+    import torch.distributed as dist
+
+    fabric.barrier()
+    parts: list[Any] = [None] * fabric.world_size
+    dist.all_gather_object(parts, result)
+    return ShardResult([f for p in parts for f in p.failed], sum(p.done for p in parts), sum(p.skipped for p in parts))
+
+
+def _report(jobs: list[VideoJob], result: ShardResult, label_ids, classes: ClassTable | None, opt: ExtractOptions) -> None:
+    failed = list(result.failed)
+    named = {name for name, _ in failed}
+    for j in jobs:  # videos of a process that stopped
+        if j.display not in named and not (j.npy(opt.out).exists() and j.sidecar(opt.out).exists()):
+            failed.append((j.display, f"{j.source}: no features were written"))
+    result.failed = failed
+    named = {name for name, _ in failed}
+    if classes is not None:
+        normal, abnormal, n_nor, n_abn = store.write_lists([j for j in jobs if j.display not in named], label_ids, classes, opt.out)
+        _echo(f"wrote {normal} ({n_nor} videos) and {abnormal} ({n_abn} videos)")
+    _echo(f"extracted {result.done} video(s), skipped {result.skipped} already extracted, {len(failed)} failed; features in {opt.out}")
+    if failed:
+        _echo(f"{len(failed)} video(s) failed:")
+        for _, msg in sorted(failed):
+            _echo(f"  {msg}")
+        if classes is not None:
+            _echo("the video lists leave the failed videos out")
+
+
+def _run_rank(jobs: list[VideoJob], label_ids, classes: ClassTable | None, opt: ExtractOptions, fabric=None) -> int:
+    import torch
+
+    from anomalyclip.video.encoder import ClipImageEncoder
+
+    rank, world = (fabric.global_rank, fabric.world_size) if fabric is not None else (0, 1)
+    build = partial(ClipImageEncoder, opt.clip, batch_size=opt.batch_size, preprocess=opt.preprocess)
+    if fabric is None:
+        encoder = build(device=opt.device)
+        result = extract_shard(jobs, encoder, opt)
+    else:
+        if fabric.device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        with fabric.rank_zero_first():  # a hub download happens once
+            encoder = build(device=fabric.device)
+        crash: Exception | None = None
+        result = ShardResult()
+        try:
+            extract_shard(jobs[rank::world], encoder, opt, rank, world, result)
+        except Exception as e:  # still meet the other ranks at the barrier, then fail
+            crash = e
+            result.failed.append((f"rank {rank}", f"process {rank} stopped: {type(e).__name__}: {e}"))
+        result = _gather(fabric, result)
+        if crash is not None:
+            if rank == 0:
+                _report(jobs, result, label_ids, classes, opt)
+            raise crash
+    if rank == 0:
+        _report(jobs, result, label_ids, classes, opt)
+    return 1 if result.failed else 0
+
+
+def _fabric_entry(fabric, jobs, label_ids, classes, opt) -> int:
+    return _run_rank(jobs, label_ids, classes, opt, fabric=fabric)
+
+
+def run_extract(
+    videos: Sequence[str | Path],
+    out: str | Path,
+    clip: str | Path = DEFAULT_CLIP,
+    batch_size: int = 64,
+    device: str | None = None,
+    fps: float | str | None = None,
+    devices: int = 1,
+    labels: str | Path | None = None,
+    *,
+    frames_fps: float | None = None,
+    preprocess: str = "pil",
+) -> int:
+    """Extract features of `videos` into `out`. Returns the exit status: 0, or 1 if any video failed.
+
+    `device`: "cpu" / "cuda" / None (cuda if available). `fps`: None or "native" (every frame) or a
+    target rate. `devices`: number of processes (Lightning Fabric DDP; with cuda, one GPU each).
+    `labels`: a labels CSV to also write the training video lists. `frames_fps`: the rate of frame
+    folders, if known. Bad arguments, an unknown class folder or no videos at all raise InputError
+    before anything is extracted.
+    """
+    from anomalyclip.data.formats import read_labels
+    from anomalyclip.devices import resolve_device
+
+    if int(batch_size) < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+    if int(devices) < 1:
+        raise InputError(f"--devices must be at least 1, got {devices}")
+    devices = int(devices)
+    fps = parse_fps(fps, "--fps", allow_native=True)
+    dev = resolve_device(device)
+    if dev.type == "cuda" and devices > _cuda_count():
+        raise InputError(f"--devices {devices} asked for, but only {_cuda_count()} CUDA GPU(s) are visible")
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError("--out must be a folder", out)
+    jobs = find_videos(videos)
+    classes = label_ids = None
+    if labels is not None:
+        classes = read_labels(labels)
+        label_ids = {j.rel: label_for_folder(j.class_folder, classes, j.source.parent) for j in jobs}
+    out.mkdir(parents=True, exist_ok=True)
+    opt = ExtractOptions(out, str(clip), int(batch_size), dev.type, fps, frames_fps, preprocess)
+    if devices == 1:
+        return _run_rank(jobs, label_ids, classes, opt)
+
+    from lightning.fabric import Fabric
+    from lightning.fabric.strategies import DDPStrategy
+
+    fabric = Fabric(accelerator=dev.type, devices=devices, strategy=DDPStrategy(timeout=_DDP_TIMEOUT))
+    return fabric.launch(partial(_fabric_entry, jobs=jobs, label_ids=label_ids, classes=classes, opt=opt))
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
