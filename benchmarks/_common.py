@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from anomalyclip.config import ModelConfig, asset_path
+from anomalyclip.assets import asset_path
+from anomalyclip.config import ModelConfig
 from anomalyclip.data.formats import read_labels
+from anomalyclip.devices import resolve_device
 from anomalyclip.model import AnomalyCLIP
 from anomalyclip.model.clip_text import build_text_model, random_text_config
+
+# The naive path (the authors' way of computing the same numbers) is the tests' reference.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from naive import naive_model  # noqa: E402
 
 # The authors' UCF-Crime setting: 14 classes (normal 7), E = 256, depth 1, ViT-B/16 text tower.
 TEXT_WIDTH, TEXT_LAYERS, FEATURE_DIM = 512, 12, 512
@@ -24,26 +32,22 @@ def ucf_model_config(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
-def build_model(cfg: ModelConfig, seed: int = 0) -> AnomalyCLIP:
-    """A ViT-B/16-shaped random text tower (width 512, 12 layers, 8 heads, 77 tokens, 49408 vocab)."""
+def build_model(cfg: ModelConfig, seed: int = 0, naive: bool = False) -> AnomalyCLIP:
+    """A ViT-B/16-shaped random text tower (width 512, 12 layers, 8 heads, 77 tokens, 49408 vocab);
+    `naive`: the naive path's model (the same weights for the same seed)."""
     torch.manual_seed(seed)
-    model = AnomalyCLIP(cfg, build_text_model(random_text_config(TEXT_WIDTH, TEXT_LAYERS, FEATURE_DIM)))
+    build = naive_model if naive else AnomalyCLIP
+    model = build(cfg, clip_text=build_text_model(random_text_config(TEXT_WIDTH, TEXT_LAYERS, FEATURE_DIM)))
     with torch.no_grad():
         model.centroid.normal_(0, 0.3)
     return model
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def setup_torch(device_name: str, threads: int, tf32: bool) -> torch.device:
     """Thread count (0: torch's default), the device, and TF32 on CUDA only when asked for."""
     if threads:
         torch.set_num_threads(threads)
-    device = pick_device(device_name)
+    device = resolve_device(device_name)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32

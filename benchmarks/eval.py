@@ -46,10 +46,11 @@ from _common import (  # noqa: E402
     text_flops,
     ucf_model_config,
 )
-from _naive import evaluate_naive, naive_model_config, optimised_model_config  # noqa: E402
+from naive import evaluate_naive, optimised_model_config  # noqa: E402
 
 from anomalyclip.data.datasets import TestVideos  # noqa: E402
-from anomalyclip.data.formats import ClassTable, VideoEntry  # noqa: E402
+from anomalyclip.classes import ClassTable, abnormal_ids  # noqa: E402
+from anomalyclip.data.formats import VideoEntry  # noqa: E402
 from anomalyclip.model import AnomalyCLIP  # noqa: E402
 from anomalyclip import evaluation  # noqa: E402
 
@@ -67,7 +68,7 @@ def plan(videos: int, frames: int, seed: int = 0) -> dict:
     lengths[np.argmax(lengths)] += frames - int(lengths.sum())  # exact total
     classes = ucf_model_config().class_names
     normal = classes.index("Normal")
-    abnormal = [i for i in range(len(classes)) if i != normal]
+    abnormal = abnormal_ids(len(classes), normal)
     items = []
     for i, t in enumerate(lengths.tolist()):
         if i % 2 == 0:
@@ -121,8 +122,7 @@ def dataset(folder: Path, m: dict) -> TestVideos:
 def run_path(path: str, folder: Path, device: torch.device, frames_per_forward: int, out: Path) -> None:
     m = json.loads((folder / "manifest.json").read_text())
     base = ucf_model_config()
-    cfg = naive_model_config(base) if path == "naive" else optimised_model_config(base)
-    model = build_model(cfg).to(device).eval()
+    model = (build_model(base, naive=True) if path == "naive" else build_model(optimised_model_config(base))).to(device).eval()
     with torch.no_grad():  # fixed, non-trivial BatchNorm statistics, the same in both processes
         g = torch.Generator().manual_seed(2)
         model.selector.bn.running_mean.copy_(torch.randn(base.num_classes - 1, generator=g) * 0.5)

@@ -35,10 +35,10 @@ from _common import (  # noqa: E402
     timed,
     ucf_model_config,
 )
-from _naive import naive_model_config, optimised_model_config, select_segments_loop  # noqa: E402
+from naive import optimised_model_config, select_segments_loop  # noqa: E402
 
 from anomalyclip.config import LossConfig  # noqa: E402
-from anomalyclip.losses import compute_losses, select_segments  # noqa: E402
+from anomalyclip.losses import select_segments, training_losses  # noqa: E402
 
 
 class Path_:
@@ -52,11 +52,7 @@ class Path_:
     def loss(self, x, y, keep):
         m = self.model
         out = m(x)  # text features computed once for the batch
-        h = x.shape[0] // 2
-        normal = m.cfg.normal_id
-        yk = torch.where(y[:h] > normal, y[:h] - 1, y[:h])
-        sel = self.select(out.similarity, yk, LossConfig(), m.cfg.num_segments, keep=keep)
-        return compute_losses(out.similarity, out.scores, y, sel, normal, LossConfig(), m.cfg.num_segments)["loss"]
+        return training_losses(out, y, m.cfg.normal_id, LossConfig(), m.cfg.num_segments, keep=keep, select=self.select)["loss"]
 
     def step(self, x, y, keep):
         loss = self.loss(x, y, keep)
@@ -124,7 +120,7 @@ def main(argv=None) -> None:
     device = setup_torch(args.device, args.threads, args.tf32)
 
     base = ucf_model_config()
-    naive = Path_("naive", build_model(naive_model_config(base)), select_segments_loop, device)
+    naive = Path_("naive", build_model(base, naive=True), select_segments_loop, device)
     fast_model = build_model(optimised_model_config(base))
     fast_model.load_state_dict(naive.model.state_dict())
     fast = Path_("optimised", fast_model, select_segments, device)

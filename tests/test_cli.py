@@ -150,3 +150,48 @@ def test_eval_of_an_authors_checkpoint_equals_our_own(data, tmp_path, capsys):
     p1 = np.loadtxt(tmp_path / "e1" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(1, 9))
     p2 = np.loadtxt(tmp_path / "e2" / "predictions.csv", delimiter=",", skiprows=1, usecols=range(1, 9))
     np.testing.assert_allclose(p1, p2, atol=1e-5)
+
+
+def test_eval_refuses_a_checkpoint_trained_on_other_classes(data, tmp_path, capsys):
+    torch.manual_seed(0)
+    other = AnomalyCLIP(ModelConfig(class_names=["Explosion", "Normal", "Riot", "Shooting"], normal_id=1, emb_size=32, random_clip_layers=1))
+    save_export(LoadedModel(other.eval(), 0.5, "anomalyclip"), tmp_path / "other")
+    out = tmp_path / "out"
+    code, err = run_eval(data, tmp_path / "other", out, capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert str(data / "labels.csv") in errors[0]
+    assert "['Explosion', 'Normal', 'Riot', 'Shooting'] differ from the labels CSV's ['Explosion', 'Fighting', 'Normal', 'Shooting']" in errors[0]
+    assert_nothing_written(out)
+
+
+XD_NAMES = ["Abuse", "Car_accident", "Explosion", "Fighting", "Normal", "Riot", "Shooting"]
+
+
+def test_a_dataset_in_the_release_layout_is_found_by_its_preset(tmp_path, capsys):
+    """XD-Violence's release keeps the features in `Image-Features/` and every list, the temporal
+    file included, under `Annotations/`: `--preset xdviolence --data-root` finds them, with the
+    shipped labels table, and scores exactly as naming each file does."""
+    from anomalyclip.data.synthetic import SyntheticSpec, write_synthetic
+
+    spec = SyntheticSpec(seed=5, abnormal_classes=tuple(n for n in XD_NAMES if n != "Normal"), train_abnormal_per_class=1,
+                         train_normal=2, test_abnormal_per_class=1, test_normal=3, min_len=40, max_len=400)
+    flat = write_synthetic(tmp_path / "flat", spec)
+    root = tmp_path / "XD-Violence"
+    (root / "Annotations").mkdir(parents=True)
+    shutil.copytree(flat / "features", root / "Image-Features")
+    for name in ("Anomaly_Train_Abnormal.txt", "Anomaly_Train_Normal.txt", "Anomaly_Test.txt",
+                 "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"):
+        shutil.copy(flat / name, root / "Annotations" / name)
+    torch.manual_seed(0)
+    model = AnomalyCLIP(ModelConfig(class_names=XD_NAMES, normal_id=4, emb_size=32, random_clip_layers=1))
+    save_export(LoadedModel(model.eval(), 0.5, "anomalyclip"), tmp_path / "model")
+    assert main(["eval", "--checkpoint", str(tmp_path / "model"), "--preset", "xdviolence", "--data-root", str(root),
+                 "--out", str(tmp_path / "by-preset")]) == 0
+    assert "headline AP" in capsys.readouterr().out  # XD-Violence reports AP first
+    assert main(["eval", "--checkpoint", str(tmp_path / "model"), "--features", str(flat / "features"),
+                 "--test-list", str(flat / "Anomaly_Test.txt"), "--labels", str(flat / "labels.csv"),
+                 "--temporal", str(flat / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"),
+                 "--out", str(tmp_path / "by-flags")]) == 0
+    a = (tmp_path / "by-preset" / "predictions.csv").read_text()
+    assert a == (tmp_path / "by-flags" / "predictions.csv").read_text() and len(a.splitlines()) > 100

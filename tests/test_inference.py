@@ -88,6 +88,20 @@ def test_predictor_equals_the_model(ckpt, predictor):
     assert (t16.pred != normal).all() and t16.threshold == 0.0
 
 
+def test_videos_spread_over_several_forwards_keep_their_own_scores(predictor):
+    """With a small frame budget the videos go through several forwards; each video's result
+    must be the one it gets alone (a mix-up of order across forwards would fail here)."""
+    lengths = [700, 30, 300, 1500, 90, 512]  # padded 1024, 512, 512, 1536, 512, 512
+    feats = [_features(20 + i, t) for i, t in enumerate(lengths)]
+    many = predictor.predict_many(feats, frames_per_forward=1024)  # 4 forwards
+    assert [p.num_frames for p in many] == lengths
+    for f, p in zip(feats, many):
+        alone = predictor.predict(f)
+        np.testing.assert_allclose(p.scores, alone.scores, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(p.probs, alone.probs, atol=1e-6, rtol=0)
+    assert not np.allclose(many[0].scores[:30], many[1].scores, atol=1e-3)  # the videos do differ
+
+
 def test_text_features_are_computed_once(ckpt):
     p = Predictor.from_checkpoint(ckpt)
 

@@ -93,3 +93,13 @@ def test_grid_positions_cover_padded_video_once():
     for t in (1, 511, 512, 513, 2000):
         idx = eval_grid_index(t)
         assert torch.equal(idx.flatten().sort().values, torch.arange(idx.numel()))
+
+
+def test_videos_grouped_by_padded_frame_budget():
+    from anomalyclip.model.grid import group_by_budget, padded_length
+
+    assert [padded_length(t, 512) for t in (1, 512, 513, 1500)] == [512, 512, 1024, 1536]
+    lengths = [100, 600, 512, 2000, 10, 10]  # padded 512, 1024, 512, 2048, 512, 512
+    groups = group_by_budget(lengths, 1536, 512)
+    assert groups == [[0, 1], [2], [3], [4, 5]]  # a video over the budget goes alone
+    assert sum(groups, []) == list(range(len(lengths)))

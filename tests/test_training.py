@@ -81,6 +81,20 @@ def test_train_eval_end_to_end_and_resume(tiny_dataset, tmp_path, capsys):
     assert (out / "logs/version_0/metrics.csv").is_file() and (out / "logs/version_1/metrics.csv").is_file()
 
 
+def test_eval_every_zero_evaluates_only_at_the_end(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "synthetic", "--data-root", str(tiny_dataset), "--out", str(out),
+                 "--num-workers", "0", "--epochs", "2", "--eval-every", "0"]) == 0
+    assert not (out / "eval_history.json").exists()  # no evaluation during training
+    with open(next((out / "logs").glob("version_*/metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and not any(r.get("test/auc") for r in rows) and "train/loss" in rows[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["auc_roc"] <= 1 and "AUC" in capsys.readouterr().out  # the final evaluation ran
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["anomalyclip"]["history"] == []
+
+
 def test_synthetic_preset_is_complete():
     cfg = preset_config("synthetic", "/data")
     assert cfg.train.batch_size % 2 == 0 and cfg.model.feature_dim == 512

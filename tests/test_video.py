@@ -441,3 +441,19 @@ def test_overlay(tmp_path, dataset):
         write_overlay(frames, tmp_path / "bad.mp4", scores[:-1], probs[:-1], names, normal_id, 0.5)
     assert not (tmp_path / "bad.mp4").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_extract_at_a_target_fps_end_to_end(tmp_path, dataset, clip_dir):
+    """`extract --fps 10` on a 25 fps video: the first frame at or after each k/10 s is encoded
+    (frame ceil(2.5 k)), and the features equal the model run on exactly those frames."""
+    src = dataset / "Abuse" / "Abuse001_x264.mp4"
+    out = tmp_path / "out"
+    assert main(["extract", "--videos", str(src), "--out", str(out), "--clip", str(clip_dir), "--device", "cpu", "--fps", "10"]) == 0
+    frames, native = decode_all(src)
+    keep = sorted({math.ceil(k * native / 10 - 1e-9) for k in range(len(frames))} & set(range(len(frames))))
+    feats = np.load(out / "Abuse001_x264.npy")
+    assert feats.shape == (len(keep), 512) and len(keep) < len(frames)
+    np.testing.assert_allclose(feats, reference_features(frames[keep], clip_dir), atol=1e-5, rtol=0)
+    side = json.loads((out / "Abuse001_x264.json").read_text())
+    assert side["target_fps"] == 10 and side["fps"] == 10 and side["native_fps"] == native
+    assert side["num_frames"] == len(keep)
