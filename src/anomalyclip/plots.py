@@ -16,45 +16,170 @@ from anomalyclip.fileio import atomic_path  # noqa: E402
 from anomalyclip.runs import runs  # noqa: E402
 
 
-def _save(fig, path: str | Path) -> None:
+def _save(fig, path: str | Path):
+    """Write the PNG atomically and close the figure; the closed figure is returned so callers
+    (and tests) can still read its artists."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    return fig
 
 
-def plot_roc(path: str | Path, binary: np.ndarray, scores: np.ndarray, auc: float) -> None:
+def _titled(what: str, run_name: str) -> str:
+    return f"{what} - {run_name}" if run_name else what
+
+
+def plot_roc(path: str | Path, binary: np.ndarray, scores: np.ndarray, auc: float, *, run_name: str = ""):
     fpr, tpr, _ = roc_curve(binary, scores)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(fpr, tpr, color="tab:blue", label=f"AUC {100 * auc:.2f}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="False positive rate", ylabel="True positive rate", title="ROC (frame level)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(_titled("ROC (frame level)", run_name), fontsize=10)
     ax.legend(loc="lower right")
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_pr(path: str | Path, binary: np.ndarray, scores: np.ndarray, ap: float) -> None:
+def plot_pr(path: str | Path, binary: np.ndarray, scores: np.ndarray, ap: float, *, run_name: str = ""):
     precision, recall, _ = precision_recall_curve(binary, scores)
+    prevalence = float(np.mean(binary))
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.step(recall, precision, where="post", color="tab:red", label=f"AP {100 * ap:.2f}")
-    ax.set(xlabel="Recall", ylabel="Precision", title="Precision-recall (frame level)", xlim=(0, 1), ylim=(0, 1.01))
+    ax.axhline(prevalence, color="grey", linestyle="--", linewidth=1, label=f"prevalence {100 * prevalence:.2f}% (random ranking)")
+    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(_titled("Precision-recall (frame level)", run_name), fontsize=10)
     ax.legend(loc="lower left")
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_confusion(path: str | Path, matrix: np.ndarray, names: list[str]) -> None:
+# -- one curve per abnormal class ----------------------------------------------------------------
+def _present_abnormal(labels: np.ndarray, num_classes: int, normal_id: int) -> list[int]:
+    """Abnormal classes with both positives and negatives among the frames: the classes that
+    metrics.json's mc_auroc / mc_aupr hold a value for."""
+    counts = np.bincount(labels, minlength=num_classes)
+    return [c for c in range(num_classes) if c != normal_id and 0 < counts[c] < len(labels)]
+
+
+def _outside_legend(ax, title: str) -> None:
+    """Legend right of the axes: 13-17 classes would otherwise cover the curves."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
+              title=title, title_fontsize=8, frameon=False)
+
+
+def _thin(*curves: np.ndarray, points: int = 2000) -> np.ndarray:
+    """Indices of a curve's points that draw it at figure resolution: where any of the given
+    monotonic coordinates crosses one of `points` grid steps, plus the first points (the top of
+    the ranking, where precision jumps). 1.1 M frames otherwise make 1.1 M-point lines."""
+    n = len(curves[0])
+    if n <= 4 * points:
+        return np.arange(n)
+    grid = np.linspace(0, 1, points)
+    keep = [np.arange(min(n, 200)), [n - 1]] + [np.searchsorted(c, grid).clip(0, n - 1) for c in curves]
+    return np.unique(np.concatenate(keep))
+
+
+def _class_curves(probs: np.ndarray, labels: np.ndarray, classes: list[int]):
+    """(class, tps, fps) for each class: true / false positives at each distinct value of its
+    probability column, highest first. One sort gives the ROC and PR points and the AUC / AP
+    with metrics.json's definitions (anomalyclip.metrics.RankCurve, restated here because
+    importing that module loads the model and transformers: seconds, for a figure)."""
+    for c in classes:
+        order = np.argsort(probs[:, c])[::-1]
+        ranked = probs[order, c]
+        ends = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]
+        tps = np.cumsum(labels[order] == c, dtype=np.int64)[ends]
+        yield c, tps, ends + 1 - tps
+
+
+def _auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def plot_roc_per_class(
+    path: str | Path, probs: np.ndarray, labels: np.ndarray, class_names: list[str], normal_id: int, *, run_name: str = ""
+):
+    """One-vs-rest ROC of P[:, c] against label == c for each abnormal class in the test set
+    (METHOD §11 recognition), its AUC in the legend."""
+    probs, labels = np.asarray(probs), np.asarray(labels, dtype=np.int64)
+    colours = class_colours(class_names, normal_id)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for c, tps, fps in _class_curves(probs, labels, _present_abnormal(labels, len(class_names), normal_id)):
+        fpr, tpr = np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+        keep = _thin(fpr, tpr)
+        (line,) = ax.plot(fpr[keep], tpr[keep], color=colours[c], linewidth=1.2,
+                          label=f"{class_names[c]}  {100 * _auc(fpr, tpr):.2f}")
+        line.set_gid(f"roc:{class_names[c]}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(_titled("ROC per class (one vs rest)", run_name), fontsize=10)
+    _outside_legend(ax, "class  AUC (%)")
+    return _save(fig, path)
+
+
+def plot_pr_per_class(
+    path: str | Path, probs: np.ndarray, labels: np.ndarray, class_names: list[str], normal_id: int, *, run_name: str = ""
+):
+    """One-vs-rest precision-recall per abnormal class, its AP in the legend, and its prevalence
+    (positives / N: the precision, and the AP, of a random ranking) as a dashed line: with
+    classes of 0.1 % of the frames an AP of 5 % can be 50 times chance."""
+    probs, labels = np.asarray(probs), np.asarray(labels, dtype=np.int64)
+    colours = class_colours(class_names, normal_id)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for c, tps, fps in _class_curves(probs, labels, _present_abnormal(labels, len(class_names), normal_id)):
+        precision = tps / (tps + fps)
+        recall = tps / tps[-1]
+        ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))  # step-wise, as scikit-learn
+        keep = _thin(recall)
+        prevalence = float(tps[-1] / len(labels))
+        # "pre": precision P_i holds over (R_{i-1}, R_i], the step whose area is the AP
+        (line,) = ax.step(np.r_[0.0, recall[keep]], np.r_[precision[0], precision[keep]], where="pre", color=colours[c],
+                          linewidth=1.2, label=f"{class_names[c]}  {100 * ap:.2f}  ({100 * prevalence:.2g}%)")
+        line.set_gid(f"pr:{class_names[c]}")
+        base = ax.axhline(prevalence, color=colours[c], linestyle="--", linewidth=0.8)
+        base.set_gid(f"prevalence:{class_names[c]}")
+    ax.plot([], [], color="grey", linestyle="--", linewidth=0.8, label="dashed: prevalence")
+    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set_title(_titled("Precision-recall per class (one vs rest)", run_name), fontsize=10)
+    _outside_legend(ax, "class  AP (%)  (prevalence =\npositives / N, dashed)")
+    return _save(fig, path)
+
+
+# -- confusion matrix ------------------------------------------------------------------------
+def cell_text(percent: float) -> str:
+    """A confusion-matrix cell in percent: zero blank, small non-zero values "<1" (never blank),
+    values just short of 100 ">99" (never rounded up to a full row)."""
+    if percent <= 0:
+        return ""
+    if percent < 1:
+        return "<1"
+    if 99.5 <= percent < 100:
+        return ">99"
+    return f"{percent:.0f}"
+
+
+def plot_confusion(
+    path: str | Path, matrix: np.ndarray, names: list[str], counts=None, *, run_name: str = ""
+):
+    """Rows: true class, normalised; cells and colour bar both in percent of the true class's
+    frames; each row label carries its frame count when `counts` (frames per class) is given."""
     c = len(names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * c, 0.8 + 0.6 * c))
-    im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    percent = 100 * np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.6 + 0.6 * c, 0.8 + 0.6 * c))
+    im = ax.imshow(percent, cmap="Blues", vmin=0, vmax=100)
+    rows = list(names) if counts is None else [f"{n} (n={int(k):,})" for n, k in zip(names, counts)]
     ax.set_xticks(range(c), names, rotation=90)
-    ax.set_yticks(range(c), names)
-    ax.set(xlabel="Predicted", ylabel="True", title="Confusion matrix (normalised by true class)")
+    ax.set_yticks(range(c), rows)
+    ax.set(xlabel="Predicted", ylabel="True")
+    ax.set_title(_titled("Confusion matrix (% of the true class's frames)", run_name), fontsize=10)
     for i in range(c):
         for j in range(c):
-            if matrix[i, j] > 0.005:
-                ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if matrix[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    _save(fig, path)
+            text = cell_text(percent[i, j])
+            if text:
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if percent[i, j] > 50 else "black")
+    bar = fig.colorbar(im, ax=ax, fraction=0.046)
+    bar.set_label("% of the true class's frames (blank cell: 0)")
+    return _save(fig, path)
 
 
 def class_colours(class_names: list[str], normal_id: int) -> list[tuple]:
