@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from anomalyclip import safe_load
+from anomalyclip.checkpoint import safe_load, validate
+from anomalyclip.checkpoint.safe_load import load_torch_file
+from anomalyclip.checkpoint.validate import check_finite, validate_export_config
 from anomalyclip.errors import InputError
-from anomalyclip.safe_load import check_finite, load_torch_file, validate_export_config
 
 NAMES = ["Abuse", "Arrest", "Fighting", "Normal", "Robbery"]
 
@@ -538,15 +539,16 @@ def test_a_real_export_validates_and_its_keys_are_the_known_ones(tmp_path):
     """Ties EXPORT_* to what `model_meta` + `save_export` really write (and to FORMAT_VERSION)."""
     from safetensors.torch import load_file
 
-    from anomalyclip.checkpoint import FORMAT_VERSION, LoadedModel
-    from anomalyclip.export import CONFIG_NAME, WEIGHTS_NAME, save_export
+    from anomalyclip.checkpoint.export import CONFIG_NAME, WEIGHTS_NAME, save_export
+    from anomalyclip.checkpoint.loaded import LoadedModel
+    from anomalyclip.checkpoint.native import FORMAT_VERSION
     from anomalyclip.model import AnomalyCLIP
     from conftest import tiny_model_config
 
     out = save_export(LoadedModel(AnomalyCLIP(tiny_model_config()), 0.25, "anomalyclip"), tmp_path / "export")
     meta = json.loads((out / CONFIG_NAME).read_text())
-    assert set(meta) == set(safe_load.EXPORT_REQUIRED_KEYS + safe_load.EXPORT_OPTIONAL_KEYS)
-    assert FORMAT_VERSION in safe_load.EXPORT_FORMAT_VERSIONS
+    assert set(meta) == set(validate.EXPORT_REQUIRED_KEYS + validate.EXPORT_OPTIONAL_KEYS)
+    assert FORMAT_VERSION in validate.EXPORT_FORMAT_VERSIONS
     sd = load_file(str(out / WEIGHTS_NAME))
     validate_export_config(meta, out / CONFIG_NAME, sd)
     check_finite(sd, out / WEIGHTS_NAME)

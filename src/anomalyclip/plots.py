@@ -12,7 +12,9 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
+from anomalyclip.classes import abnormal_ids  # noqa: E402
 from anomalyclip.fileio import atomic_path  # noqa: E402
+from anomalyclip.metrics import RankCurve  # noqa: E402
 from anomalyclip.runs import runs  # noqa: E402
 
 
@@ -57,7 +59,7 @@ def _present_abnormal(labels: np.ndarray, num_classes: int, normal_id: int) -> l
     """Abnormal classes with both positives and negatives among the frames: the classes that
     metrics.json's mc_auroc / mc_aupr hold a value for."""
     counts = np.bincount(labels, minlength=num_classes)
-    return [c for c in range(num_classes) if c != normal_id and 0 < counts[c] < len(labels)]
+    return [c for c in abnormal_ids(num_classes, normal_id) if 0 < counts[c] < len(labels)]
 
 
 def _outside_legend(ax, title: str) -> None:
@@ -79,20 +81,10 @@ def _thin(*curves: np.ndarray, points: int = 2000) -> np.ndarray:
 
 
 def _class_curves(probs: np.ndarray, labels: np.ndarray, classes: list[int]):
-    """(class, tps, fps) for each class: true / false positives at each distinct value of its
-    probability column, highest first. One sort gives the ROC and PR points and the AUC / AP
-    with metrics.json's definitions (anomalyclip.metrics.RankCurve, restated here because
-    importing that module loads the model and transformers: seconds, for a figure)."""
+    """(class, curve) for each class: one sort of its probability column gives the ROC and PR
+    points and the AUC / AP with metrics.json's definitions."""
     for c in classes:
-        order = np.argsort(probs[:, c])[::-1]
-        ranked = probs[order, c]
-        ends = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]
-        tps = np.cumsum(labels[order] == c, dtype=np.int64)[ends]
-        yield c, tps, ends + 1 - tps
-
-
-def _auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+        yield c, RankCurve.of(probs[:, c], labels == c)
 
 
 def plot_roc_per_class(
@@ -103,11 +95,11 @@ def plot_roc_per_class(
     probs, labels = np.asarray(probs), np.asarray(labels, dtype=np.int64)
     colours = class_colours(class_names, normal_id)
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for c, tps, fps in _class_curves(probs, labels, _present_abnormal(labels, len(class_names), normal_id)):
-        fpr, tpr = np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
+    for c, curve in _class_curves(probs, labels, _present_abnormal(labels, len(class_names), normal_id)):
+        fpr, tpr = np.r_[0.0, curve.fps / curve.fps[-1]], np.r_[0.0, curve.tps / curve.tps[-1]]
         keep = _thin(fpr, tpr)
         (line,) = ax.plot(fpr[keep], tpr[keep], color=colours[c], linewidth=1.2,
-                          label=f"{class_names[c]}  {100 * _auc(fpr, tpr):.2f}")
+                          label=f"{class_names[c]}  {100 * curve.auc_roc():.2f}")
         line.set_gid(f"roc:{class_names[c]}")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1.01))
@@ -125,10 +117,11 @@ def plot_pr_per_class(
     probs, labels = np.asarray(probs), np.asarray(labels, dtype=np.int64)
     colours = class_colours(class_names, normal_id)
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for c, tps, fps in _class_curves(probs, labels, _present_abnormal(labels, len(class_names), normal_id)):
+    for c, curve in _class_curves(probs, labels, _present_abnormal(labels, len(class_names), normal_id)):
+        tps, fps = curve.tps, curve.fps
         precision = tps / (tps + fps)
         recall = tps / tps[-1]
-        ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))  # step-wise, as scikit-learn
+        ap = curve.average_precision()  # step-wise, as scikit-learn
         keep = _thin(recall)
         prevalence = float(tps[-1] / len(labels))
         # "pre": precision P_i holds over (R_{i-1}, R_i], the step whose area is the AP

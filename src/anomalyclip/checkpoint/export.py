@@ -13,6 +13,7 @@ import torch
 
 from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.checkpoint.native import load_state, model_from_meta, model_meta
+from anomalyclip.checkpoint.validate import check_finite, validate_export_config
 from anomalyclip.errors import InputError
 from anomalyclip.fileio import atomic_path, write_json
 
@@ -53,12 +54,17 @@ def load_export(path: str | Path) -> LoadedModel:
             raise InputError(f"not an exported model folder: {f.name} is missing", path)
     try:
         meta = json.loads(cfg_path.read_text())
-        model = model_from_meta(meta)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"not a valid export configuration: {e}", cfg_path) from None
     try:
         sd = load_file(str(weights))
     except (SafetensorError, OSError) as e:
         raise InputError(f"cannot read the exported weights: {e}", weights) from None
+    validate_export_config(meta, cfg_path, sd)
+    check_finite(sd, weights)
+    try:
+        model = model_from_meta(meta)
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"not a valid export configuration: {e}", cfg_path) from None
     load_state(model, sd, weights, "the weights do not match config.json")
     return LoadedModel(model.eval(), meta.get("threshold"), "export")

@@ -10,7 +10,7 @@ from anomalyclip.checkpoint.export import load_export
 from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.checkpoint.native import META_KEY, load_native
 from anomalyclip.checkpoint.reference import PREFIX, import_reference_checkpoint
-from anomalyclip.checkpoint.safe_load import torch_load
+from anomalyclip.checkpoint.safe_load import load_torch_file
 from anomalyclip.errors import InputError
 
 
@@ -20,7 +20,7 @@ def load_checkpoint(path: str | Path, trust: bool = False, **import_options: Any
     path = Path(path)
     if path.is_dir():
         return load_export(path)
-    ckpt = torch_load(path, trust)
+    ckpt = load_torch_file(path, trust)
     if not isinstance(ckpt, dict):
         raise InputError("not a checkpoint dictionary", path)
     if META_KEY in ckpt:

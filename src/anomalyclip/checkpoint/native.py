@@ -11,6 +11,7 @@ import torch
 from transformers import CLIPTextConfig
 
 from anomalyclip.checkpoint.loaded import LoadedModel
+from anomalyclip.checkpoint.validate import check_finite
 from anomalyclip.config import model_config_from_dict
 from anomalyclip.errors import InputError
 from anomalyclip.model.anomalyclip import AnomalyCLIP
@@ -56,5 +57,6 @@ def load_native(ckpt: dict[str, Any], path: Path) -> LoadedModel:
     sd = ckpt.get("state_dict", {})
     if any(k.startswith(STATE_PREFIX) for k in sd):
         sd = {k[len(STATE_PREFIX) :]: v for k, v in sd.items() if k.startswith(STATE_PREFIX)}
+    check_finite(sd, path)
     load_state(model, sd, path, "checkpoint does not match its own configuration")
     return LoadedModel(model.eval(), meta.get("threshold"), "anomalyclip")

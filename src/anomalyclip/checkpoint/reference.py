@@ -17,6 +17,8 @@ import torch
 from anomalyclip.assets import asset_path
 from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.checkpoint.openai_layout import count_blocks, map_blocks, tensor_at
+from anomalyclip.checkpoint.safe_load import load_torch_file
+from anomalyclip.checkpoint.validate import check_finite
 from anomalyclip.classes import ClassTable
 from anomalyclip.clip_config import EOT_ID, text_config
 from anomalyclip.config import ModelConfig
@@ -111,10 +113,7 @@ def _read_centroid_file(path: Path) -> torch.Tensor:
             return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
         except (ValueError, OSError) as e:
             raise InputError(f"not a readable .npy centroid: {e}", path) from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure of a safe load is a bad input file
-        raise InputError(f"not a readable centroid file (a tensor saved with torch.save): {str(e).splitlines()[0]}", path) from None
+    obj = load_torch_file(path)
     if isinstance(obj, dict) and len(obj) == 1:
         obj = next(iter(obj.values()))
     if not isinstance(obj, torch.Tensor):
@@ -237,6 +236,7 @@ def import_reference_checkpoint(
     the checkpoint (or one folder up, the authors' run layout).
     """
     path = Path(path)
+    check_finite(state_dict, path)
     extra = sorted(k for k in state_dict if not str(k).startswith(PREFIX))
     if extra:
         raise InputError(f"unexpected key {extra[0]!r} outside the network (net.*) in the authors' checkpoint", path)

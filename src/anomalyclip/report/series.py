@@ -12,7 +12,9 @@ import base64
 
 import numpy as np
 
+from anomalyclip.classes import abnormal_ids
 from anomalyclip.report.runs import Frames
+from anomalyclip.runs import true_runs
 
 TOP_CLASSES = 3
 
@@ -39,9 +41,8 @@ def decode(text: str) -> np.ndarray:
 
 def abnormal_runs(labels: np.ndarray, normal_id: int) -> list[list[int]]:
     """[start, end) frame runs of abnormal labels."""
-    abnormal = np.r_[False, labels != normal_id, False].astype(np.int8)
-    edges = np.nonzero(np.diff(abnormal))[0]
-    return [[int(s), int(e)] for s, e in zip(edges[::2], edges[1::2])]
+    starts, ends = true_runs(labels != normal_id)
+    return [[int(s), int(e) + 1] for s, e in zip(starts, ends)]
 
 
 def video_series(frames: Frames, normal_id: int, max_points: int = 2000) -> list[dict]:
@@ -49,7 +50,7 @@ def video_series(frames: Frames, normal_id: int, max_points: int = 2000) -> list
     probabilities (the true class always among them), abnormal spans, true class."""
     out = []
     num_classes = frames.probs.shape[1]
-    abnormal_ids = np.array([c for c in range(num_classes) if c != normal_id])
+    columns = np.array(abnormal_ids(num_classes, normal_id))
     for v, name in enumerate(frames.videos):
         a, b = int(frames.starts[v]), int(frames.starts[v + 1])
         labels, probs = frames.labels[a:b], frames.probs[a:b]
@@ -57,8 +58,8 @@ def video_series(frames: Frames, normal_id: int, max_points: int = 2000) -> list
         k = max(1, -(-n // max_points))
         abnormal = labels[labels != normal_id]
         true_class = int(np.bincount(abnormal).argmax()) if len(abnormal) else None
-        peak = probs[:, abnormal_ids].max(axis=0) if len(abnormal_ids) else np.zeros(0)
-        top = [int(c) for c in abnormal_ids[np.argsort(-peak, kind="stable")][:TOP_CLASSES]]
+        peak = probs[:, columns].max(axis=0) if len(columns) else np.zeros(0)
+        top = [int(c) for c in columns[np.argsort(-peak, kind="stable")][:TOP_CLASSES]]
         if true_class is not None and true_class not in top:
             top.append(true_class)
         pooled = max_pool(probs[:, top], k) if top else np.zeros((0, 0))
