@@ -117,3 +117,13 @@ def test_no_better_than_chance_threshold_is_clamped():
     fpr, tpr, thr = roc_curve(binary, scores, drop_intermediate=False)
     assert np.isinf(thr[np.argmax(tpr - fpr)])
     assert youden_threshold(scores, binary) == 1.0
+
+
+def test_metrics_and_the_class_space_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, anomalyclip.metrics, anomalyclip.classes, anomalyclip.finegrained; "
+            "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

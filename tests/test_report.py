@@ -19,7 +19,8 @@ from PIL import Image
 from anomalyclip.errors import InputError
 from anomalyclip.metrics import compute_metrics
 from anomalyclip.classes import predict_classes
-from anomalyclip.published import PUBLISHED, markdown_table, published_for, published_row
+from anomalyclip.published import PUBLISHED, published_for, published_row
+from anomalyclip.report.tables import markdown_table
 from anomalyclip.report import build_report
 from anomalyclip.report.cli import add_arguments, run
 from anomalyclip.report.html import HEADLINE

@@ -12,6 +12,7 @@ from typing import Any
 from anomalyclip.assets import asset_path
 from anomalyclip.config import DataConfig, RunConfig
 from anomalyclip.errors import InputError
+from anomalyclip.published import PublishedRow, published_for
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Preset:
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     headline: str = "auc_roc"  # the metric the paper's table leads with
     fine_grained_scores_normal: bool = False  # FINEGRAINED.md: the XD-Violence rule
+
+    @property
+    def published(self) -> list[PublishedRow]:
+        """The paper's numbers for this dataset (and the peers' where they report it)."""
+        return published_for(self.name)
 
     @property
     def headline_name(self) -> str:

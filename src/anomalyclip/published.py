@@ -1,6 +1,6 @@
 """Published numbers to compare a run with, in one typed table (percent, as the papers print them).
 
-One table so the README, the HTML report and any check read the same values. Each row carries its
+One table so the presets, the README and the HTML report read the same values. Each row carries its
 source as text. Only numbers read from a source are here: per-class values of the AnomalyCLIP
 paper (UCF-Crime per-class AUC, XD-Violence per-class AP) could not be read from a source text
 while this table was written, so `per_class` is empty rather than guessed.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from anomalyclip.finegrained import DEFAULT_TIOUS as TIOUS
+
 DATASETS = ("shanghaitech", "ucfcrime", "xdviolence")
-DATASET_NAMES = {"shanghaitech": "ShanghaiTech", "ucfcrime": "UCF-Crime", "xdviolence": "XD-Violence"}
-TIOUS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 ANOMALYCLIP_PAPER = (
     "Zanella et al., Delving into CLIP latent space for Video Anomaly Recognition, "
@@ -22,7 +22,6 @@ VADCLIP_PAPER = (
     "Wu et al., VadCLIP: Adapting Vision-Language Models for Weakly Supervised Video Anomaly "
     "Detection, AAAI 2024, arXiv:2308.11681"
 )
-_UNCHECKED = "table number not checked against the paper text here; values as in the project's design notes"
 
 
 @dataclass(frozen=True)
@@ -67,17 +66,17 @@ class PublishedRow:
 
 def _anomalyclip(dataset: str, table: str, **values) -> PublishedRow:
     return PublishedRow(dataset, "anomalyclip", "AnomalyCLIP ViT-B/16 (paper)",
-                        Source(ANOMALYCLIP_PAPER, table, "AnomalyCLIP (ViT-B/16)", _UNCHECKED), **values)
+                        Source(ANOMALYCLIP_PAPER, table, "AnomalyCLIP (ViT-B/16)"), **values)
 
 
 def _zeroshot(dataset: str, table: str, **values) -> PublishedRow:
     return PublishedRow(dataset, "zeroshot", "CLIP zero-shot (paper)",
-                        Source(ANOMALYCLIP_PAPER, table, "zero-shot CLIP", _UNCHECKED), **values)
+                        Source(ANOMALYCLIP_PAPER, table, "zero-shot CLIP"), **values)
 
 
 def _vadclip(dataset: str, table: str, tiou: tuple[float, ...], avg: float) -> PublishedRow:
     return PublishedRow(dataset, "vadclip", "VadCLIP (peer, fine-grained)",
-                        Source(VADCLIP_PAPER, table, "VadCLIP", _UNCHECKED), map_tiou=tiou, map_tiou_avg=avg)
+                        Source(VADCLIP_PAPER, table, "VadCLIP"), map_tiou=tiou, map_tiou_avg=avg)
 
 
 PUBLISHED: tuple[PublishedRow, ...] = (
@@ -99,30 +98,3 @@ def published_for(dataset: str | None) -> list[PublishedRow]:
 
 def published_row(dataset: str | None, method: str) -> PublishedRow | None:
     return next((r for r in published_for(dataset) if r.method == method), None)
-
-
-def _cell(v: float | None) -> str:
-    return "" if v is None else f"{v:.2f}"
-
-
-def markdown_table() -> str:
-    """The README's table of published numbers, generated from PUBLISHED; the sources as
-    numbered notes under it (one per paper and table)."""
-    head = ["dataset", "method", "AUC", "AP", "mAUC", "mAP"] + [f"mAP@{t}" for t in TIOUS] + ["mAP@tIoU AVG", "source"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    notes: list[str] = []
-    for r in PUBLISHED:
-        where = f"{r.source.paper}; {r.source.table}" + (f" ({r.source.note})" if r.source.note else "")
-        if where not in notes:
-            notes.append(where)
-        tiou = list(r.map_tiou) if r.map_tiou else [None] * len(TIOUS)
-        cells = [DATASET_NAMES[r.dataset], r.label.replace(" (paper)", ""), *map(_cell, (r.auc, r.ap, r.mauc, r.map)),
-                 *map(_cell, tiou), _cell(r.map_tiou_avg), f"[{notes.index(where) + 1}] row '{r.source.row}'"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"[{i}] {n}  " for i, n in enumerate(notes, start=1)]
-    return "\n".join(lines).rstrip()
-
-
-if __name__ == "__main__":
-    print(markdown_table())

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from anomalyclip.fileio import write_text
-from anomalyclip.published import DATASET_NAMES, PublishedRow, published_for, published_row
+from anomalyclip.presets import PRESETS
+from anomalyclip.published import PublishedRow, published_for, published_row
 from anomalyclip.report.runs import Run, check_comparable, read_run, unique_names
 from anomalyclip.report.series import video_series
 
@@ -62,7 +63,7 @@ def method_label(run: Run) -> str:
 
 
 def dataset_label(run: Run) -> str:
-    name = DATASET_NAMES.get(run.dataset, run.dataset or "unknown dataset")
+    name = PRESETS[run.dataset].title if run.dataset in PRESETS else (run.dataset or "unknown dataset")
     return name + (" (inferred from the class table)" if run.dataset_inferred else "")
 
 
