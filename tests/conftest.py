@@ -15,7 +15,7 @@ UCF_LIKE = ["Abuse", "Arrest", "Fighting", "Normal", "Robbery"]
 
 
 def tiny_model_config(**kw) -> ModelConfig:
-    base = dict(class_names=UCF_LIKE, normal_id=3, emb_size=32, depth=1, random_clip_width=64, random_clip_layers=1)
+    base = dict(clip="random", class_names=UCF_LIKE, normal_id=3, emb_size=32, depth=1, random_clip_width=64, random_clip_layers=1)
     base.update(kw)
     return ModelConfig(**base)
 

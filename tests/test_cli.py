@@ -23,7 +23,7 @@ def data(tiny_dataset, tmp_path):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     torch.manual_seed(0)
-    model = AnomalyCLIP(ModelConfig(class_names=["Explosion", "Fighting", "Normal", "Shooting"], normal_id=2, emb_size=32, random_clip_layers=1))
+    model = AnomalyCLIP(ModelConfig(clip="random", class_names=["Explosion", "Fighting", "Normal", "Shooting"], normal_id=2, emb_size=32, random_clip_layers=1))
     out = tmp_path_factory.mktemp("export")
     save_export(LoadedModel(model.eval(), 0.5, "anomalyclip"), out)
     return out
@@ -128,7 +128,7 @@ def test_eval_of_an_authors_checkpoint_equals_our_own(data, tmp_path, capsys):
     from authors_layout import to_reference_state_dict
 
     torch.manual_seed(1)
-    model = AnomalyCLIP(ModelConfig(class_names=["Explosion", "Fighting", "Normal", "Shooting"], normal_id=2, emb_size=32, random_clip_layers=1))
+    model = AnomalyCLIP(ModelConfig(clip="random", class_names=["Explosion", "Fighting", "Normal", "Shooting"], normal_id=2, emb_size=32, random_clip_layers=1))
     model.centroid.normal_(0, 0.3)
     with torch.no_grad():
         model.selector.bn.running_var.uniform_(0.5, 2.0)
@@ -154,7 +154,7 @@ def test_eval_of_an_authors_checkpoint_equals_our_own(data, tmp_path, capsys):
 
 def test_eval_refuses_a_checkpoint_trained_on_other_classes(data, tmp_path, capsys):
     torch.manual_seed(0)
-    other = AnomalyCLIP(ModelConfig(class_names=["Explosion", "Normal", "Riot", "Shooting"], normal_id=1, emb_size=32, random_clip_layers=1))
+    other = AnomalyCLIP(ModelConfig(clip="random", class_names=["Explosion", "Normal", "Riot", "Shooting"], normal_id=1, emb_size=32, random_clip_layers=1))
     save_export(LoadedModel(other.eval(), 0.5, "anomalyclip"), tmp_path / "other")
     out = tmp_path / "out"
     code, err = run_eval(data, tmp_path / "other", out, capsys)
@@ -184,7 +184,7 @@ def test_a_dataset_in_the_release_layout_is_found_by_its_preset(tmp_path, capsys
                  "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"):
         shutil.copy(flat / name, root / "Annotations" / name)
     torch.manual_seed(0)
-    model = AnomalyCLIP(ModelConfig(class_names=XD_NAMES, normal_id=4, emb_size=32, random_clip_layers=1))
+    model = AnomalyCLIP(ModelConfig(clip="random", class_names=XD_NAMES, normal_id=4, emb_size=32, random_clip_layers=1))
     save_export(LoadedModel(model.eval(), 0.5, "anomalyclip"), tmp_path / "model")
     assert main(["eval", "--checkpoint", str(tmp_path / "model"), "--preset", "xdviolence", "--data-root", str(root),
                  "--out", str(tmp_path / "by-preset")]) == 0

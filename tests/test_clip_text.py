@@ -56,5 +56,5 @@ def test_text_only_folder_and_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no config.json"):
         load_text_model(str(tmp_path / "empty"))
-    with pytest.raises(InputError, match="cannot load a CLIP text model"):
+    with pytest.raises(InputError, match="cannot load the CLIP text tower 'nobody/no-such-clip-model'"):
         load_text_model("nobody/no-such-clip-model")  # HF_HUB_OFFLINE=1 in tests: fails at once

@@ -37,7 +37,7 @@ def clip_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     torch.manual_seed(0)
-    model = AnomalyCLIP(ModelConfig(class_names=CLASSES, normal_id=2, emb_size=32, random_clip_layers=1))
+    model = AnomalyCLIP(ModelConfig(clip="random", class_names=CLASSES, normal_id=2, emb_size=32, random_clip_layers=1))
     assert model.cfg.feature_dim == 512
     out = tmp_path_factory.mktemp("export")
     save_export(LoadedModel(model.eval(), 0.5, "anomalyclip"), out)

@@ -71,7 +71,7 @@ def loaded(hand_made_files):
 def our_model(setup: dict, seed: int) -> AnomalyCLIP:
     names, normal = class_table(setup)
     torch.manual_seed(seed)
-    cfg = ModelConfig(
+    cfg = ModelConfig(clip="random", 
         class_names=names, normal_id=normal, emb_size=E, depth=setup["depth"], concat_features=setup["concat"],
         random_clip_width=W, random_clip_layers=setup["layers"],
     )

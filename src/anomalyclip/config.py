@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anomalyclip.clip_config import DEFAULT_CLIP
+
 
 
 @dataclass
@@ -27,9 +29,9 @@ class ModelConfig:
     num_segments: int = 32  # n
     seg_length: int = 16  # l
     concat_features: bool = False
-    # CLIP text tower: a hub id, a local folder, or "random" (a small random CLIP of the real
-    # architecture, for the demo and tests).
-    clip: str = "random"
+    # CLIP text tower: a hub id, a local folder (transformers), an OpenAI `ViT-B-16.pt`, an authors'
+    # `last.ckpt`, or "random" (a small random CLIP of the real architecture: the demo and tests).
+    clip: str = DEFAULT_CLIP
     random_clip_width: int = 64
     random_clip_layers: int = 2
     # Training-time switches that do not change the function computed.
@@ -82,6 +84,26 @@ class TrainConfig:
     accelerator: str = "auto"
     eval_frames_per_forward: int = 16384  # several test videos are scored per forward up to this
 
+    def check(self) -> None:
+        """Refuse values that cannot train, one line each, before anything is written."""
+        import math
+
+        from anomalyclip.errors import InputError
+
+        rules = [
+            ("--epochs", self.epochs, isinstance(self.epochs, int) and self.epochs >= 1, "an integer >= 1"),
+            ("--lr", self.lr, math.isfinite(self.lr) and self.lr > 0, "a number > 0"),
+            ("--batch-size", self.batch_size, self.batch_size >= 2 and self.batch_size % 2 == 0,
+             "even and >= 2 (half abnormal, half normal videos)"),
+            ("--devices", self.devices, self.devices >= 1, "an integer >= 1"),
+            ("--eval-every", self.eval_every, self.eval_every >= 0, "an integer >= 0 (0: only at the end)"),
+            ("--num-workers", self.num_workers, self.num_workers >= 0, "an integer >= 0"),
+            ("warm-up", self.warmup, 0 <= self.warmup, "an integer >= 0"),
+        ]
+        for flag, value, ok, expected in rules:
+            if not ok:
+                raise InputError(f"{flag} must be {expected}, got {value}")
+
 
 @dataclass
 class DataConfig:
@@ -94,6 +116,12 @@ class DataConfig:
     test_list: str = ""
     temporal: str = ""
     labels: str = ""
+
+    def resolved(self) -> "DataConfig":
+        """Every entry as the absolute path `resolve` finds (what a run records)."""
+        names = [f.name for f in dataclasses.fields(self) if f.name != "root"]
+        paths = {n: str(self.resolve(n).resolve()) if getattr(self, n) else "" for n in names}
+        return DataConfig(root=str(Path(self.root).resolve()), **paths)
 
     def resolve(self, name: str) -> Path:
         """The path of one entry; relative entries are looked up under `root` and its usual

@@ -102,7 +102,7 @@ def evaluate(model: AnomalyCLIP, dataset: TestVideos, frames_per_forward: int = 
     evaluator = Evaluator(dataset.classes)
     text = model.text_features()
     loader = video_loader(dataset, frames_per_forward, model.cfg.frames_per_item)
-    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=None if progress else True):  # None: on a terminal only
         evaluator.score(model, batch, text)
     return evaluator.compute()
 

@@ -24,21 +24,36 @@ class StagedFile:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; outputs get the usual mode
         self.tmp = Path(tmp)
 
-    def commit(self) -> None:
+    def commit(self, durable: bool = False) -> None:
+        """Rename onto `path`; `durable`: first flush the file, and afterwards its folder, to disk,
+        so a crash right after cannot leave a renamed but empty file."""
+        if durable:
+            _fsync(self.tmp)
         os.replace(self.tmp, self.path)
+        if durable:
+            _fsync(self.path.parent)
 
     def discard(self) -> None:
         if self.tmp.exists():
             self.tmp.unlink()
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    The temporary file is in the destination folder, so the rename never becomes a copy."""
     staged = StagedFile(path)
     try:
         yield staged.tmp
-        staged.commit()
+        staged.commit(durable)
     finally:
         staged.discard()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from anomalyclip.checkpoint.loaded import LoadedModel
-from anomalyclip.checkpoint.native import load_state, model_from_meta, model_meta
+from anomalyclip.checkpoint.native import RUN_KEYS, load_state, model_from_meta, model_meta
 from anomalyclip.checkpoint.validate import check_finite, validate_export_config
 from anomalyclip.errors import InputError
 from anomalyclip.fileio import atomic_path, write_json
@@ -36,6 +36,7 @@ def save_export(loaded: LoadedModel, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = model_meta(loaded.model, loaded.threshold)
     meta["source"] = loaded.source
+    meta.update({k: loaded.meta[k] for k in RUN_KEYS if k in loaded.meta})
     with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
         save_file(_plain_tensors(loaded.model.state_dict()), str(tmp), metadata={"format": "pt"})
     write_json(out_dir / CONFIG_NAME, meta)
@@ -67,4 +68,4 @@ def load_export(path: str | Path) -> LoadedModel:
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"not a valid export configuration: {e}", cfg_path) from None
     load_state(model, sd, weights, "the weights do not match config.json")
-    return LoadedModel(model.eval(), meta.get("threshold"), "export")
+    return LoadedModel(model.eval(), meta.get("threshold"), "export", {k: meta[k] for k in RUN_KEYS if k in meta})

@@ -20,6 +20,7 @@ from anomalyclip.model.clip_text import build_text_model
 META_KEY = "anomalyclip"
 FORMAT_VERSION = 1
 STATE_PREFIX = "model."  # the Lightning module holds the network as `model`
+RUN_KEYS = ("checkpoint_kind", "epoch", "run_config")  # what a loaded model keeps of its run
 
 
 def model_meta(model: AnomalyCLIP, threshold: float | None = None) -> dict[str, Any]:
@@ -59,4 +60,5 @@ def load_native(ckpt: dict[str, Any], path: Path) -> LoadedModel:
         sd = {k[len(STATE_PREFIX) :]: v for k, v in sd.items() if k.startswith(STATE_PREFIX)}
     check_finite(sd, path)
     load_state(model, sd, path, "checkpoint does not match its own configuration")
-    return LoadedModel(model.eval(), meta.get("threshold"), "anomalyclip")
+    about = {k: meta[k] for k in RUN_KEYS if k in meta}
+    return LoadedModel(model.eval(), meta.get("threshold"), "anomalyclip", about)

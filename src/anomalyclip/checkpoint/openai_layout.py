@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from anomalyclip.clip_config import vision_config
+from anomalyclip.clip_config import EOT_ID, text_config, vision_config
 from anomalyclip.errors import InputError
 
 # One OpenAI residual block -> one transformers CLIPEncoderLayer (besides the split in_proj).
@@ -127,3 +127,38 @@ def map_openai_vision_keys(sd: dict[str, torch.Tensor], where: Any = "the image 
     if unused:
         raise InputError(f"{where}: key {unused[0]} has no place in a CLIP vision model")
     return out, config
+
+
+def openai_text_config(sd: dict[str, Any], where: Any, show: str = ""):
+    """The text tower's `CLIPTextConfig` from the shapes of OpenAI-layout keys (`token_embedding.weight`,
+    `positional_embedding`, `transformer.resblocks.*`, `text_projection`)."""
+    vocab, width = tensor_at(sd, "token_embedding.weight", where, 2, show).shape
+    if vocab <= EOT_ID:
+        raise InputError(f"token_embedding has {vocab} rows; CLIP's BPE needs {EOT_ID + 1}", where)
+    layers = count_blocks(sd, r"transformer\.resblocks\.(\d+)\.", "text transformer blocks", where)
+    if layers == 0:
+        raise InputError("no text transformer blocks (transformer.resblocks.*)", where)
+    context_length, w_pos = tensor_at(sd, "positional_embedding", where, 2, show).shape
+    w_proj, out_dim = tensor_at(sd, "text_projection", where, 2, show).shape
+    if w_pos != width or w_proj != width:
+        raise InputError(f"text encoder widths disagree: tokens {width}, positional {w_pos}, projection {w_proj}", where)
+    intermediate = tensor_at(sd, "transformer.resblocks.0.mlp.c_fc.weight", where, 2, show).shape[0]
+    return text_config(int(width), layers, int(out_dim), vocab_size=int(vocab), context_length=int(context_length),
+                       intermediate_size=int(intermediate))
+
+
+def map_openai_text_keys(sd: dict[str, Any], where: Any, show: str = ""):
+    """OpenAI-layout text-tower keys -> a `CLIPTextModelWithProjection` state dict, its config,
+    and the keys used."""
+    config = openai_text_config(sd, where, show)
+    t = "text_model."
+    out = {
+        t + "embeddings.token_embedding.weight": sd["token_embedding.weight"],
+        t + "embeddings.position_embedding.weight": sd["positional_embedding"],
+        t + "final_layer_norm.weight": tensor_at(sd, "ln_final.weight", where, 1, show),
+        t + "final_layer_norm.bias": tensor_at(sd, "ln_final.bias", where, 1, show),
+        "text_projection.weight": sd["text_projection"].T.contiguous(),
+    }
+    used = {"token_embedding.weight", "positional_embedding", "ln_final.weight", "ln_final.bias", "text_projection"}
+    map_blocks(sd, "", t, config.num_hidden_layers, config.hidden_size, out, used, where, show)
+    return out, config, used

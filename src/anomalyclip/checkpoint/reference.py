@@ -16,11 +16,10 @@ import torch
 
 from anomalyclip.assets import asset_path
 from anomalyclip.checkpoint.loaded import LoadedModel
-from anomalyclip.checkpoint.openai_layout import count_blocks, map_blocks, tensor_at
+from anomalyclip.checkpoint.openai_layout import count_blocks, map_openai_text_keys, openai_text_config, tensor_at
 from anomalyclip.checkpoint.safe_load import load_torch_file
 from anomalyclip.checkpoint.validate import check_finite
 from anomalyclip.classes import ClassTable
-from anomalyclip.clip_config import EOT_ID, text_config
 from anomalyclip.config import ModelConfig
 from anomalyclip.data.formats import read_labels
 from anomalyclip.errors import InputError
@@ -86,7 +85,7 @@ def _load_centroid(centroid: str | Path | torch.Tensor | None, ckpt_path: Path, 
                 raise InputError("centroid file not found (--centroid)", candidates[0])
         else:
             candidates = [ckpt_path.parent / CENTROID_NAME, ckpt_path.parent.parent / CENTROID_NAME]
-            found = [c for c in candidates if c.is_file()]
+            found = _centroid_candidates(ckpt_path, candidates)
             if not found:
                 raise InputError(
                     "the normal centroid is not stored in the authors' checkpoints; looked for "
@@ -103,6 +102,12 @@ def _load_centroid(centroid: str | Path | torch.Tensor | None, ckpt_path: Path, 
     if not torch.isfinite(t).all():
         raise InputError("the centroid holds non-finite values", where)
     return t
+
+
+def _centroid_candidates(ckpt_path: Path, candidates: list[Path] | None) -> list[Path]:
+    """The `ncentroid.pt` files beside the checkpoint or one folder up that exist."""
+    candidates = candidates or [ckpt_path.parent / CENTROID_NAME, ckpt_path.parent.parent / CENTROID_NAME]
+    return [c for c in candidates if c.is_file()]
 
 
 def _read_centroid_file(path: Path) -> torch.Tensor:
@@ -124,8 +129,21 @@ def _read_centroid_file(path: Path) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------
 # architecture and keys
 # ------------------------------------------------------------------------------------------
+def text_view(sd: dict[str, Any]) -> dict[str, Any]:
+    """The CLIP text tower of an authors' state dict under OpenAI's names."""
+    view = {k[len("text_encoder.") :]: v for k, v in sd.items() if k.startswith("text_encoder.")}
+    if "token_embedding.weight" in sd:
+        view["token_embedding.weight"] = sd["token_embedding.weight"]
+    return view
+
+
+def _authors_key(openai_key: str) -> str:
+    return openai_key if openai_key == "token_embedding.weight" else "text_encoder." + openai_key
+
+
 def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) -> dict[str, Any]:
-    """Network sizes from the tensor shapes of an authors'-layout state dict (keys without `net.`)."""
+    """Network sizes from the tensor shapes of an authors'-layout state dict (keys without
+    `net.`); the text tower's as a `CLIPTextConfig` under "text"."""
     ctx = _get(sd, "prompt_learner.ctx", path)
     if ctx.dim() != 3:
         raise InputError(
@@ -135,19 +153,11 @@ def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) 
     k = _get(sd, "selector_model.bn_layer.running_mean", path, 1).shape[0]
     if k != num_classes - 1:
         raise InputError(f"the selector has {k} abnormal classes but the prompts have {num_classes} classes (expected K = C - 1)", path)
-    vocab, w_tok = _get(sd, "token_embedding.weight", path, 2).shape
-    if w_tok != width:
-        raise InputError(f"token_embedding width {w_tok} != prompt context width {width}", path)
-    if vocab <= EOT_ID:
-        raise InputError(f"token_embedding has {vocab} rows; CLIP's BPE needs {EOT_ID + 1}", path)
-    layers = count_blocks(sd, r"text_encoder\.transformer\.resblocks\.(\d+)\.", "text transformer blocks", path)
-    if layers == 0:
-        raise InputError("no text transformer blocks (text_encoder.transformer.resblocks.*)", path)
-    context_length, w_pos = _get(sd, "text_encoder.positional_embedding", path, 2).shape
-    w_proj, out_dim = _get(sd, "text_encoder.text_projection", path, 2).shape
-    if w_pos != width or w_proj != width:
-        raise InputError(f"text encoder widths disagree: positional {w_pos}, projection {w_proj}, prompts {width}", path)
-    intermediate = _get(sd, "text_encoder.transformer.resblocks.0.mlp.c_fc.weight", path, 2).shape[0]
+    _get(sd, "token_embedding.weight", path, 2)
+    text = openai_text_config(text_view(sd), path, PREFIX + "text_encoder.")
+    if text.hidden_size != width:
+        raise InputError(f"token_embedding width {text.hidden_size} != prompt context width {width}", path)
+    context_length, out_dim = text.max_position_embeddings, text.projection_dim
     suffix = _get(sd, "prompt_learner.token_suffix", path, 3)
     if tuple(suffix.shape) != (num_classes, context_length - 1 - n_ctx, width):
         raise InputError(
@@ -174,11 +184,7 @@ def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) 
     return dict(
         num_classes=int(num_classes),
         n_ctx=int(n_ctx),
-        width=int(width),
-        vocab_size=int(vocab),
-        text_layers=layers,
-        intermediate_size=int(intermediate),
-        context_length=int(context_length),
+        text=text,
         feature_dim=int(out_dim),
         emb_size=int(emb),
         depth=blocks // 2,
@@ -188,22 +194,16 @@ def infer_reference_architecture(sd: dict[str, torch.Tensor], path: Any = None) 
     )
 
 
-def map_reference_state_dict(sd: dict[str, torch.Tensor], arch: dict[str, Any], path: Any = None) -> tuple[dict[str, torch.Tensor], set[str]]:
+def map_reference_state_dict(sd: dict[str, torch.Tensor], path: Any = None) -> tuple[dict[str, torch.Tensor], set[str]]:
     """Authors' keys (without `net.`) -> our state dict (without the centroid); also the keys used."""
-    out: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
+    text, _, text_used = map_openai_text_keys(text_view(sd), path, PREFIX + "text_encoder.")
+    out = {"text_encoder.clip." + k: v for k, v in text.items()}
+    used = {_authors_key(k) for k in text_used}
 
-    def take(src: str, dst: str, transform=None) -> None:
-        t = _get(sd, src, path)
-        out[dst] = transform(t) if transform else t
+    def take(src: str, dst: str) -> None:
+        out[dst] = _get(sd, src, path)
         used.add(src)
 
-    take("token_embedding.weight", TEXT + "embeddings.token_embedding.weight")
-    take("text_encoder.positional_embedding", TEXT + "embeddings.position_embedding.weight")
-    map_blocks(sd, "text_encoder.", TEXT, arch["text_layers"], arch["width"], out, used, path, PREFIX)
-    take("text_encoder.ln_final.weight", TEXT + "final_layer_norm.weight")
-    take("text_encoder.ln_final.bias", TEXT + "final_layer_norm.bias")
-    take("text_encoder.text_projection", "text_encoder.clip.text_projection.weight", lambda t: t.T)
     for name in ("ctx", "token_prefix", "token_suffix"):
         take(f"prompt_learner.{name}", f"prompt_learner.{name}")
     take("selector_model.bn_layer.running_mean", "selector.bn.running_mean")
@@ -228,12 +228,14 @@ def import_reference_checkpoint(
     labels: str | Path | None = None,
     centroid: str | Path | torch.Tensor | None = None,
     class_names: list[str] | None = None,
+    require_centroid: bool = True,
 ) -> LoadedModel:
     """Build our `AnomalyCLIP` from an authors' `last.ckpt` state dict (keys `net.*`).
 
     `labels`: a labels CSV; `class_names`: names in id order; neither: the shipped table whose
     class count matches. `centroid`: a `(D,)` tensor file (torch.save), or `ncentroid.pt` beside
-    the checkpoint (or one folder up, the authors' run layout).
+    the checkpoint (or one folder up, the authors' run layout); with `require_centroid=False` a
+    missing one is left at zero (for a run that computes its own).
     """
     path = Path(path)
     check_finite(state_dict, path)
@@ -254,29 +256,24 @@ def import_reference_checkpoint(
         num_segments=arch["num_segments"],
         seg_length=arch["seg_length"],
         concat_features=arch["concat_features"],
-        # The text tower is rebuilt from the stored text config; these describe its shape.
+        # The text tower is built from the inferred text config; these describe its shape.
         clip="random",
-        random_clip_width=arch["width"],
-        random_clip_layers=arch["text_layers"],
+        random_clip_width=arch["text"].hidden_size,
+        random_clip_layers=arch["text"].num_hidden_layers,
     )
-    mapped, used = map_reference_state_dict(sd, arch, path)
+    mapped, used = map_reference_state_dict(sd, path)
     unused = sorted(
         k for k in sd if k not in used and not k.startswith(IGNORED_PREFIXES) and k not in IGNORED_KEYS
     )
     if unused:
         raise InputError(f"the authors' checkpoint holds key {PREFIX}{unused[0]} that has no place in the model", path)
-    mapped["centroid"] = _load_centroid(centroid, path, arch["feature_dim"])
+    if require_centroid or centroid is not None or _centroid_candidates(path, None):
+        mapped["centroid"] = _load_centroid(centroid, path, arch["feature_dim"])
+    else:
+        mapped["centroid"] = torch.zeros(arch["feature_dim"])
     mapped = {k: (v.float() if v.is_floating_point() else v) for k, v in mapped.items()}
 
-    text = text_config(
-        arch["width"],
-        arch["text_layers"],
-        arch["feature_dim"],
-        vocab_size=arch["vocab_size"],
-        context_length=arch["context_length"],
-        intermediate_size=arch["intermediate_size"],
-    )
-    model = AnomalyCLIP(cfg, clip_text=build_text_model(text))
+    model = AnomalyCLIP(cfg, clip_text=build_text_model(arch["text"]))
     _check_prompt_tokens(model, mapped, path)
     try:
         result = model.load_state_dict(mapped, strict=False)
@@ -291,7 +288,8 @@ def import_reference_checkpoint(
         raise InputError(
             f"the authors' checkpoint holds key {_reference_key(result.unexpected_keys[0])} that has no place in the model", path
         )
-    return LoadedModel(model.eval(), None, "reference")
+    # the authors evaluate their final epoch's last.ckpt
+    return LoadedModel(model.eval(), None, "reference", {"checkpoint_kind": "last"} if path.name == "last.ckpt" else {})
 
 
 def _reference_key(key: str) -> str:

@@ -58,7 +58,8 @@ def _count_non_finite(t: torch.Tensor) -> tuple[int, int]:
 # change to either must come with a new format version here (tests tie the two together).
 EXPORT_FORMAT_VERSIONS = (1,)
 EXPORT_REQUIRED_KEYS = ("format_version", "model_config", "text_config", "class_names", "normal_id", "threshold")
-EXPORT_OPTIONAL_KEYS = ("source",)
+# what the export keeps of its run (checkpoint.native.RUN_KEYS), and the ONNX model's file
+EXPORT_OPTIONAL_KEYS = ("source", "checkpoint_kind", "epoch", "run_config", "onnx", "onnx_opset")
 _CTX_KEY = "prompt_learner.ctx"
 _BN_KEY = "selector.bn.running_mean"
 

@@ -32,8 +32,13 @@ def add_data_flags(p: argparse.ArgumentParser, train: bool) -> None:
 def data_config(args: argparse.Namespace, train: bool) -> RunConfig:
     """The preset's layout under `--data-root`, each file flag overriding; without a preset every
     file must be named."""
+    if args.data_root and not Path(args.data_root).is_dir():
+        raise InputError("--data-root: no such folder", args.data_root)
+    named = [n for n in DATA_FLAGS if (train or n not in TRAIN_ONLY) and getattr(args, n, None)]
+    if args.preset and not args.data_root and len(named) < len([n for n in DATA_FLAGS if train or n not in TRAIN_ONLY]):
+        raise InputError(f"--preset {args.preset} needs --data-root: the folder holding the dataset's files")
     if args.preset:
-        cfg = get_preset(args.preset).run_config(args.data_root or ".")
+        cfg = get_preset(args.preset).run_config(args.data_root)
     else:
         cfg = RunConfig(data=DataConfig(root=args.data_root or "."))
     for name in DATA_FLAGS:

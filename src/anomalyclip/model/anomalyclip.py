@@ -9,6 +9,7 @@ from torch import nn
 from transformers import CLIPTextModelWithProjection
 
 from anomalyclip.config import ModelConfig
+from anomalyclip.errors import InputError
 from anomalyclip.model.grid import eval_grid_index, grids_per_call as default_grids_per_call
 from anomalyclip.model.class_space import class_probs
 from anomalyclip.model.clip_text import TextEncoder, build_text_model, load_text_model, random_text_config
@@ -36,7 +37,10 @@ class AnomalyCLIP(nn.Module):
                 else load_text_model(cfg.clip)
             )
         if clip_text.config.projection_dim != cfg.feature_dim:
-            raise ValueError(f"CLIP text output size {clip_text.config.projection_dim} != feature size {cfg.feature_dim}")
+            raise InputError(
+                f"the CLIP text tower {cfg.clip!r} makes {clip_text.config.projection_dim}-d features but the video "
+                f"features are {cfg.feature_dim}-d (use the CLIP the features were extracted with)"
+            )
         self.text_encoder = TextEncoder(clip_text)
         self.prompt_learner = PromptLearner(
             cfg.class_names, cfg.n_ctx, self.text_encoder.token_embedding, clip_text.config.max_position_embeddings

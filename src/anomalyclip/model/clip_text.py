@@ -6,15 +6,11 @@ explicit causal mask (DEPENDENCIES.md).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
 from anomalyclip.clip_config import text_config
-from anomalyclip.errors import InputError
 
 
 def random_text_config(width: int = 64, layers: int = 2, output_dim: int = 512) -> CLIPTextConfig:
@@ -28,18 +24,11 @@ def build_text_model(config: CLIPTextConfig) -> CLIPTextModelWithProjection:
 
 
 def load_text_model(spec: str) -> CLIPTextModelWithProjection:
-    """Load the pretrained text tower from a local folder or a hub id (never both silently)."""
-    path = Path(spec)
-    local = path.exists()
-    if local and not (path / "config.json").is_file():
-        raise InputError("not a transformers CLIP folder (no config.json)", path)
-    kwargs = dict(attn_implementation="sdpa")
-    if local or os.environ.get("HF_HUB_OFFLINE") == "1":
-        kwargs["local_files_only"] = True
-    try:
-        model = CLIPTextModelWithProjection.from_pretrained(str(spec), **kwargs)
-    except OSError as e:
-        raise InputError(f"cannot load a CLIP text model from {spec!r}: {e}") from None
+    """The pretrained text tower from whatever `--clip` names (`clip_sources`)."""
+    from anomalyclip.clip_sources import load_clip_tower
+
+    model = load_clip_tower(spec, "text").model
+    model.config._attn_implementation = "sdpa"
     return model
 
 
