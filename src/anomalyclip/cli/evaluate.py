@@ -20,16 +20,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames-per-forward", type=int, default=16384, help="padded frames scored per forward")
 
 
-def evaluate_into(out: Path, model, data, preset: str, checkpoint, frames_per_forward: int) -> dict:
-    """Evaluate `model` on the run's test list, write every output into `out`, print the summary."""
+def evaluate_into(
+    out: Path, model, data, preset: str, checkpoint, frames_per_forward: int, *, method: str = "anomalyclip", extra: dict | None = None
+) -> dict:
+    """Evaluate `model` (AnomalyCLIP or the zero-shot baseline) on the run's test list, write
+    every output into `out` (metrics.json also holds `checkpoint`, None when there is none, and
+    `extra`), print the summary."""
     from anomalyclip.eval_outputs import summary, write_eval_outputs
     from anomalyclip.evaluation import evaluate_test_list
     from anomalyclip.presets import preset_for
 
-    result = evaluate_test_list(model, data, frames_per_forward)
-    result.metrics["checkpoint"] = str(checkpoint)
+    result = evaluate_test_list(model, data, frames_per_forward, preset=preset or None, method=method)
+    result.metrics["checkpoint"] = None if checkpoint is None else str(checkpoint)
+    result.metrics.update(extra or {})
     write_eval_outputs(out, result, data.test, data.classes)
-    print(summary(result.metrics, preset_for(preset), out))
+    print(summary(result.metrics, preset_for(result.metrics["dataset"]), out))
     return result.metrics
 
 

@@ -27,20 +27,39 @@ def build_text_model(config: CLIPTextConfig) -> CLIPTextModelWithProjection:
     return CLIPTextModelWithProjection(config)
 
 
-def load_text_model(spec: str) -> CLIPTextModelWithProjection:
-    """Load the pretrained text tower from a local folder or a hub id (never both silently)."""
+def _from_pretrained(cls, spec: str, **kwargs):
+    """`cls.from_pretrained` on a local folder or a hub id (never both silently); offline for a
+    folder and under HF_HUB_OFFLINE=1."""
     path = Path(spec)
     local = path.exists()
     if local and not (path / "config.json").is_file():
         raise InputError("not a transformers CLIP folder (no config.json)", path)
-    kwargs = dict(attn_implementation="sdpa")
     if local or os.environ.get("HF_HUB_OFFLINE") == "1":
         kwargs["local_files_only"] = True
     try:
-        model = CLIPTextModelWithProjection.from_pretrained(str(spec), **kwargs)
+        return cls.from_pretrained(str(spec), **kwargs)
     except OSError as e:
         raise InputError(f"cannot load a CLIP text model from {spec!r}: {e}") from None
-    return model
+
+
+def load_text_model(spec: str) -> CLIPTextModelWithProjection:
+    """Load the pretrained text tower from a local folder or a hub id."""
+    return _from_pretrained(CLIPTextModelWithProjection, spec, attn_implementation="sdpa")
+
+
+def load_text_and_logit_scale(spec: str) -> tuple[nn.Module, float | None]:
+    """The text tower (a module with `text_model` and `text_projection`, as `TextEncoder` needs)
+    and CLIP's temperature `exp(logit_scale)`, as `CLIPModel` multiplies its logits by. Only a
+    full CLIP checkpoint holds the scale: for a text-only one, or a full one whose weights lack
+    it, the scale is None. The image tower of a full checkpoint is dropped once loaded."""
+    from transformers import AutoConfig, CLIPModel
+
+    if getattr(_from_pretrained(AutoConfig, spec), "model_type", None) != "clip":
+        return load_text_model(spec), None
+    full, info = _from_pretrained(CLIPModel, spec, attn_implementation="sdpa", output_loading_info=True)
+    scale = None if "logit_scale" in info["missing_keys"] else float(full.logit_scale.detach().exp())
+    full.vision_model = full.visual_projection = None  # 350 MB at ViT-B/16, never run here
+    return full, scale
 
 
 def causal_mask(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
