@@ -20,6 +20,34 @@ def tiny_model_config(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
+def small_clip_config():
+    """A full CLIP (text and image towers) of the real architecture, small: width 64, one layer,
+    32-pixel images, 512-d projections."""
+    from transformers import CLIPConfig
+
+    from anomalyclip.model.clip_text import random_text_config
+
+    text = random_text_config(width=64, layers=1, output_dim=512).to_dict()
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=1, image_size=32, patch_size=16)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)
+
+
+def save_small_clip(folder, seed: int = 0, logit_scale: float | None = None):
+    """A random small `transformers.CLIPModel`, saved to `folder`; `logit_scale` sets
+    exp(logit_scale) (default: transformers' initial value). Returns the model."""
+    import math
+
+    from transformers import CLIPModel
+
+    torch.manual_seed(seed)
+    model = CLIPModel(small_clip_config()).eval()
+    if logit_scale is not None:
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(logit_scale))
+    model.save_pretrained(folder)
+    return model
+
+
 TINY_SPEC = SyntheticSpec(
     seed=3,
     abnormal_classes=("Explosion", "Fighting", "Shooting"),

@@ -43,9 +43,38 @@ def first_test_video(data):
     return data / "features" / (line.split()[0] + ".npy")
 
 
-def test_eval_works_on_good_data(data, exported, tmp_path, capsys):
-    code, _ = run_eval(data, exported, tmp_path / "out", capsys)
-    assert code == 0 and (tmp_path / "out" / "metrics.json").is_file()
+def test_eval_works_on_good_data(data, exported, tmp_path, capsys, monkeypatch):
+    """metrics.json names the dataset, the method and the fine-grained rule, and its mAP@tIoU
+    equals the metric on predictions.csv's frames; every figure is written, the confusion
+    matrix with each true class's frame count, every title with the run's name."""
+    import json
+
+    from anomalyclip import plots
+    from anomalyclip.metrics import fine_grained_map
+
+    calls = {}
+    for name in ("plot_roc", "plot_pr", "plot_roc_per_class", "plot_pr_per_class", "plot_confusion"):
+        def record(*a, _name=name, _fn=getattr(plots, name), **kw):
+            calls[_name] = (a, kw)
+            return _fn(*a, **kw)
+        monkeypatch.setattr(plots, name, record)
+    out = tmp_path / "run-17"
+    assert main(["eval", "--checkpoint", str(exported), "--preset", "synthetic", "--data-root", str(data), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "mAP@AVG" in printed and "mAP@tIoU: ucf" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["dataset"], m["method"], m["fine_grained_rule"]) == ("synthetic", "anomalyclip", "ucf")
+    rows = np.loadtxt(out / "predictions.csv", delimiter=",", skiprows=1, usecols=range(1, 9))
+    videos = np.loadtxt(out / "predictions.csv", delimiter=",", skiprows=1, usecols=0, dtype=str)
+    _, video = np.unique(videos, return_inverse=True)  # contiguous blocks: any distinct id per video works
+    fine = fine_grained_map(rows[:, 4:], rows[:, 1].astype(int), video, 2)
+    assert {k: m[k] for k in fine} == pytest.approx(fine, abs=1e-4)  # predictions.csv: six decimals
+    assert m["map_tiou_0.1"] > 0
+    for name in ("roc.png", "pr.png", "roc_per_class.png", "pr_per_class.png", "confusion_matrix.png"):
+        assert (out / name).stat().st_size > 1000, name
+    assert all(kw["run_name"] == "run-17" for _, kw in calls.values()) and len(calls) == 5
+    counts = calls["plot_confusion"][0][3]
+    assert list(counts) == list(np.bincount(rows[:, 1].astype(int), minlength=4))
 
 
 @pytest.mark.parametrize(
@@ -195,3 +224,9 @@ def test_a_dataset_in_the_release_layout_is_found_by_its_preset(tmp_path, capsys
                  "--out", str(tmp_path / "by-flags")]) == 0
     a = (tmp_path / "by-preset" / "predictions.csv").read_text()
     assert a == (tmp_path / "by-flags" / "predictions.csv").read_text() and len(a.splitlines()) > 100
+    # the XD-Violence rule (normal class scored) either way: the class table names the dataset
+    import json
+
+    for run in ("by-preset", "by-flags"):
+        m = json.loads((tmp_path / run / "metrics.json").read_text())
+        assert (m["dataset"], m["fine_grained_rule"]) == ("xdviolence", "xd"), run

@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 import torch
-from transformers import CLIPConfig, CLIPModel, CLIPTextModelWithProjection
+from transformers import CLIPTextModelWithProjection
 
 from anomalyclip.assets import asset_path
 from anomalyclip.errors import InputError
@@ -10,7 +10,7 @@ from anomalyclip.model import AnomalyCLIP
 from anomalyclip.model.clip_text import load_text_model, random_text_config
 from anomalyclip.tokenizer import class_prompts, tokenize
 
-from conftest import tiny_model_config
+from conftest import save_small_clip, tiny_model_config
 
 
 def test_tokenizer_uses_the_shipped_clip_vocabulary():
@@ -28,16 +28,8 @@ def test_tokenizer_uses_the_shipped_clip_vocabulary():
     assert ids.argmax(-1).tolist() == [11, 12]  # "road accidents." is one token longer
 
 
-def _small_clip_config():
-    text = random_text_config(width=64, layers=1, output_dim=512).to_dict()
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=1, image_size=32, patch_size=16)
-    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=512)
-
-
 def test_text_tower_from_a_local_clip_folder(tmp_path):
-    torch.manual_seed(0)
-    full = CLIPModel(_small_clip_config()).eval()
-    full.save_pretrained(tmp_path / "clip")
+    full = save_small_clip(tmp_path / "clip")
     text = load_text_model(str(tmp_path / "clip"))
     ids = tokenize(["a video from a cctv camera of a fight."])
     with torch.no_grad():

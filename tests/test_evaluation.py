@@ -26,3 +26,48 @@ def test_compute_orders_videos_by_index_and_numbers_frames_per_video():
     assert result.metrics["num_frames"] == 12 and result.metrics["class_names"] == ["A", "B", "Normal"]
     with pytest.raises(ValueError, match="no test video"):  # the parts moved into the result
         ev.compute()
+
+
+XD = ["Abuse", "Car_accident", "Explosion", "Fighting", "Normal", "Riot", "Shooting"]
+
+
+def _result(names: list[str], normal_id: int, seed: int = 0):
+    """An evaluation of 8 videos (4 normal) whose probabilities follow the labels, with noise."""
+    rng = np.random.default_rng(seed)
+    ev = Evaluator(ClassTable(names=names, normal_id=normal_id))
+    abnormal = [c for c in range(len(names)) if c != normal_id]
+    for index in range(8):
+        t = int(rng.integers(60, 200))
+        labels = np.full(t, normal_id)
+        if index % 2 == 0:
+            s = int(rng.integers(0, t // 2))
+            labels[s : s + t // 3] = abnormal[index // 2 % len(abnormal)]
+        logits = rng.normal(scale=0.3, size=(t, len(names)))  # mild noise: long runs above the thresholds
+        logits[np.arange(t), labels] += 2.0
+        if index % 2:
+            logits[: t // 8, normal_id] -= 3.0  # a dip: the normal run covers 7/8 of a normal video
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        video = datasets.TestVideo(index, torch.zeros(t, 4), torch.from_numpy(labels))
+        ev.update(video, torch.from_numpy(1 - probs[:, normal_id]), torch.from_numpy(probs))
+    return ev.compute()
+
+
+def test_run_metrics_pick_the_datasets_fine_grained_rule():
+    """XD-Violence (named, or recognised by its class table) scores the normal class; the other
+    presets and unknown class tables give it AP 0 (FINEGRAINED.md)."""
+    from anomalyclip.evaluation import run_metrics
+    from anomalyclip.metrics import fine_grained_map
+
+    result = _result(XD, 4)
+    classes = ClassTable(names=XD, normal_id=4)
+    xd = fine_grained_map(result.probs, result.labels, result.video, 4, include_normal=True)
+    ucf = fine_grained_map(result.probs, result.labels, result.video, 4, include_normal=False)
+    assert xd["map_tiou_avg"] != ucf["map_tiou_avg"]  # the rule matters on these frames
+    for preset, dataset in (("xdviolence", "xdviolence"), (None, "xdviolence")):
+        m = run_metrics(result, classes, preset, "anomalyclip")
+        assert m == {"dataset": dataset, "method": "anomalyclip", **xd, "fine_grained_rule": "xd"}
+    m = run_metrics(result, classes, "ucfcrime", "zeroshot")  # the preset named wins
+    assert m == {"dataset": "ucfcrime", "method": "zeroshot", **ucf, "fine_grained_rule": "ucf"}
+    renamed = ClassTable(names=[n + "x" if n != "Normal" else n for n in XD], normal_id=4)
+    m = run_metrics(result, renamed, None, "anomalyclip")
+    assert m == {"dataset": None, "method": "anomalyclip", **ucf, "fine_grained_rule": "ucf"}

@@ -22,7 +22,7 @@ from anomalyclip.classes import predict_classes
 from anomalyclip.published import PUBLISHED, published_for, published_row
 from anomalyclip.report.tables import markdown_table
 from anomalyclip.report import build_report
-from anomalyclip.report.cli import add_arguments, run
+from anomalyclip.cli.report import add_arguments, run
 from anomalyclip.report.html import HEADLINE
 from anomalyclip.report.runs import read_run
 from anomalyclip.report.series import decode, encode, max_pool, video_series
@@ -113,6 +113,8 @@ def test_published_table():
     rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == len(PUBLISHED) + 1 and "| UCF-Crime | AnomalyCLIP ViT-B/16 | 86.36 |  | 90.66 |" in md
     assert "| 24.70 | [5] row 'VadCLIP' |" in md and "[1] Zanella et al." in md and "arXiv:2308.11681" in md
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert md in readme, "README's table of published numbers: regenerate it with python -m anomalyclip.report.tables"
 
 
 # -- series ----------------------------------------------------------------------------------

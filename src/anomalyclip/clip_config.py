@@ -5,6 +5,7 @@ from a checkpoint's shapes."""
 from __future__ import annotations
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"  # ViT-B/16, the paper's CLIP
+ZERO_SHOT_TEMPLATE = "a video from a CCTV camera of a {}"  # the paper's zero-shot CLIP prompt
 VOCAB_SIZE = 49408
 SOT_ID, EOT_ID = 49406, 49407
 CONTEXT_LENGTH = 77

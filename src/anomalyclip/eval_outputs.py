@@ -12,6 +12,7 @@ import numpy as np
 from anomalyclip.classes import ClassTable, predict_classes
 from anomalyclip.data.formats import VideoEntry
 from anomalyclip.fileio import atomic_path, write_json
+from anomalyclip.finegrained import DEFAULT_TIOUS
 from anomalyclip.presets import Preset
 
 if TYPE_CHECKING:
@@ -34,31 +35,49 @@ def write_predictions(path: str | Path, result: EvalResult, entries: list[VideoE
             f.write("".join(prefix + line for line in buf.getvalue().splitlines(keepends=True)))
 
 
-def write_eval_outputs(out_dir: str | Path, result: EvalResult, entries: list[VideoEntry], classes: ClassTable) -> None:
-    """metrics.json, predictions.csv and the ROC / PR / confusion-matrix plots."""
-    from anomalyclip.plots import plot_confusion, plot_pr, plot_roc
+def write_eval_outputs(
+    out_dir: str | Path, result: EvalResult, entries: list[VideoEntry], classes: ClassTable, run_name: str | None = None
+) -> None:
+    """metrics.json, predictions.csv and the figures: ROC / PR (frame level), ROC / PR per
+    abnormal class, and the confusion matrix with each true class's frame count. Every title
+    carries `run_name` (default: the folder's name)."""
+    from anomalyclip.plots import plot_confusion, plot_pr, plot_pr_per_class, plot_roc, plot_roc_per_class
 
     out = Path(out_dir)
+    name = out.resolve().name if run_name is None else run_name
     write_json(out / "metrics.json", result.metrics)
     write_predictions(out / "predictions.csv", result, entries, classes)
     binary = (result.labels != classes.normal_id).astype(int)
-    plot_roc(out / "roc.png", binary, result.scores, result.metrics["auc_roc"])
-    plot_pr(out / "pr.png", binary, result.scores, result.metrics["auc_pr"])
-    plot_confusion(out / "confusion_matrix.png", np.asarray(result.metrics["confusion_matrix"]), classes.names)
+    m = result.metrics
+    plot_roc(out / "roc.png", binary, result.scores, m["auc_roc"], run_name=name)
+    plot_pr(out / "pr.png", binary, result.scores, m["auc_pr"], run_name=name)
+    plot_roc_per_class(out / "roc_per_class.png", result.probs, result.labels, classes.names, classes.normal_id, run_name=name)
+    plot_pr_per_class(out / "pr_per_class.png", result.probs, result.labels, classes.names, classes.normal_id, run_name=name)
+    counts = np.bincount(result.labels, minlength=classes.num_classes)
+    plot_confusion(out / "confusion_matrix.png", np.asarray(m["confusion_matrix"]), classes.names, counts, run_name=name)
+
+
+FINE_GRAINED_ROWS = [(f"map_tiou_{t:g}", f"mAP@{t:g}") for t in DEFAULT_TIOUS] + [("map_tiou_avg", "mAP@AVG")]
+RULE_WORDS = {"ucf": "UCF-Crime rule, normal class AP 0", "xd": "XD-Violence rule, normal class scored"}
 
 
 def format_table(metrics: dict) -> str:
-    """A short text table of the headline numbers, in percent as papers report them."""
+    """A short text table of the headline numbers, in percent as papers report them; the
+    fine-grained mAP@tIoU rows when the metrics hold them."""
     rows = [
         ("AUC", metrics["auc_roc"]),
         ("AP", metrics["auc_pr"]),
         ("mAUC", metrics["mean_mc_auroc"]),
         ("mAP", metrics["mean_mc_aupr"]),
     ]
+    rows += [(label, metrics[key]) for key, label in FINE_GRAINED_ROWS if key in metrics]
     width = len("threshold")
     lines = [f"{'metric':<{width}}  value (%)", f"{'-' * width}  ---------"]
     lines += [f"{k:<{width}}  {'n/a' if v is None else f'{100 * v:9.2f}'}" for k, v in rows]
     lines.append(f"{'threshold':<{width}}  {metrics['optimal_threshold']:.4f}")
+    rule = metrics.get("fine_grained_rule")
+    if rule:
+        lines.append(f"mAP@tIoU: {rule} ({RULE_WORDS.get(rule, 'unknown rule')})")
     return "\n".join(lines)
 
 

@@ -1,4 +1,10 @@
-"""One evaluator for validation during training and for `anomalyclip eval`."""
+"""One evaluator for validation during training, `anomalyclip eval` and `anomalyclip zeroshot`.
+
+Any video scorer works: AnomalyCLIP, or the zero-shot CLIP baseline (`anomalyclip.zeroshot`).
+A scorer has `text_features()`, `freeze_text_features()`, `score_videos(videos, text_features,
+overwrite_input)`, `feature_dim` and `frames_per_grid` (the padding unit of a video), and is an
+`nn.Module`.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,12 @@ from anomalyclip.classes import ClassTable
 from anomalyclip.data.datasets import TestVideo, TestVideos
 from anomalyclip.data.run_data import RunData
 from anomalyclip.memory import release_free_memory, trim_heap
-from anomalyclip.metrics import compute_metrics
+from anomalyclip.metrics import compute_metrics, fine_grained_map
 from anomalyclip.model import AnomalyCLIP
 from anomalyclip.model.grid import group_by_budget
+from anomalyclip.presets import DEFAULT_PRESET, run_preset
+
+METHODS = ("anomalyclip", "zeroshot")  # the `method` of metrics.json
 
 
 @dataclass
@@ -101,17 +110,44 @@ def evaluate(model: AnomalyCLIP, dataset: TestVideos, frames_per_forward: int = 
     model.eval()
     evaluator = Evaluator(dataset.classes)
     text = model.text_features()
-    loader = video_loader(dataset, frames_per_forward, model.cfg.frames_per_item)
+    loader = video_loader(dataset, frames_per_forward, model.frames_per_grid)
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=None if progress else True):  # None: on a terminal only
         evaluator.score(model, batch, text)
     return evaluator.compute()
 
 
-def evaluate_test_list(model: AnomalyCLIP, data: RunData, frames_per_forward: int = 16384, progress: bool = True) -> EvalResult:
+def evaluate_test_list(
+    model: AnomalyCLIP,
+    data: RunData,
+    frames_per_forward: int = 16384,
+    progress: bool = True,
+    *,
+    preset: str | None = None,
+    method: str = "anomalyclip",
+) -> EvalResult:
     """A model on a run's test list, for inference only: the text features are computed once and
-    the text tower dropped (`freeze_text_features`)."""
-    dataset = TestVideos(data.test, data.features, data.temporal, data.classes, model.cfg.feature_dim)
+    the text tower dropped (`freeze_text_features`). The metrics also hold what `run_metrics`
+    adds: the dataset, the method and the fine-grained mAP@tIoU."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    dataset = TestVideos(data.test, data.features, data.temporal, data.classes, model.feature_dim)
     model.freeze_text_features()
     trim_heap()  # the text tower's memory
-    return evaluate(model, dataset, frames_per_forward, progress)
+    result = evaluate(model, dataset, frames_per_forward, progress)
+    result.metrics.update(run_metrics(result, data.classes, preset, method))
+    return result
 
+
+def run_metrics(result: EvalResult, classes: ClassTable, preset: str | None, method: str) -> dict:
+    """What a final evaluation adds to metrics.json (validation epochs skip it):
+    - `dataset`: the preset named, else the one whose shipped labels table the classes are, else None;
+    - `method`: "anomalyclip" or "zeroshot";
+    - `map_tiou_0.1` ... `map_tiou_0.5`, `map_tiou_avg`: fine-grained detection mAP (fractions),
+      under the dataset's normal-class rule, named in `fine_grained_rule` ("xd" for XD-Violence,
+      "ucf" for the others and for an unknown dataset; FINEGRAINED.md)."""
+    found = run_preset(preset, classes.names)
+    rules = found or DEFAULT_PRESET
+    fine = fine_grained_map(
+        result.probs, result.labels, result.video, classes.normal_id, include_normal=rules.fine_grained_scores_normal
+    )
+    return {"dataset": found.name if found else None, "method": method, **fine, "fine_grained_rule": rules.fine_grained_rule}

@@ -5,6 +5,8 @@ AP and Youden threshold share one sort of the scores, and each class's AUC and A
 of its column of probabilities. scikit-learn sorts again for every metric (and once more for the
 threshold), twice the work or more; the numbers are the same (`tests/test_metrics.py` compares every value with scikit-learn's).
 Top-1 and top-5 accuracy need no sort at all: only the rank of each frame's true class.
+The fine-grained detection mAP@tIoU of the CLIP-based peers (FINEGRAINED.md) is public here too;
+it lives in `anomalyclip.finegrained`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from anomalyclip.classes import predict_classes
+from anomalyclip.finegrained import DEFAULT_TIOUS, fine_grained_aps, fine_grained_map
+
+__all__ = [
+    "DEFAULT_TIOUS", "RankCurve", "compute_metrics", "fine_grained_aps", "fine_grained_map", "true_class_rank",
+    "youden_threshold",
+]
 
 
 @dataclass

@@ -45,6 +45,12 @@ class Preset:
         return published_for(self.name)
 
     @property
+    def fine_grained_rule(self) -> str:
+        """The name metrics.json gives the fine-grained mAP rule (FINEGRAINED.md): "xd" scores
+        the normal class against whole normal videos, "ucf" gives it AP 0 (still in the mean)."""
+        return "xd" if self.fine_grained_scores_normal else "ucf"
+
+    @property
     def headline_name(self) -> str:
         return {"auc_roc": "AUC", "auc_pr": "AP"}[self.headline]
 
@@ -124,6 +130,23 @@ def get_preset(name: str) -> Preset:
 def preset_for(name: str | None) -> Preset:
     """The preset of a run, or the default reporting rules when it names none."""
     return PRESETS.get(name or "", DEFAULT_PRESET)
+
+
+def preset_of_classes(class_names) -> Preset | None:
+    """The preset whose shipped labels table holds exactly these class names (any case), or None:
+    how a run that names no preset (the authors' checkpoint on their files) finds its dataset."""
+    from anomalyclip.data.formats import read_labels
+
+    wanted = [str(n).strip().lower() for n in class_names]
+    for p in PRESETS.values():
+        if p.labels_asset and [n.lower() for n in read_labels(asset_path(p.labels_asset)).names] == wanted:
+            return p
+    return None
+
+
+def run_preset(name: str | None, class_names) -> Preset | None:
+    """A run's dataset: the preset it names, else the one its class table belongs to."""
+    return PRESETS.get(name or "") or preset_of_classes(class_names)
 
 
 def preset_config(name: str, root: str | Path = ".") -> RunConfig:

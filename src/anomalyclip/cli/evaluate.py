@@ -21,18 +21,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames-per-forward", type=int, default=16384, help="padded frames scored per forward")
 
 
-def evaluate_into(out: Path, loaded, data, preset: str, checkpoint, frames_per_forward: int) -> dict:
-    """Evaluate a loaded checkpoint on the run's test list, write every output into `out`, print
-    the summary."""
+def evaluate_into(
+    out: Path, model, data, preset: str, checkpoint, frames_per_forward: int, *, method: str = "anomalyclip", extra: dict | None = None
+) -> dict:
+    """Evaluate `model` (AnomalyCLIP or the zero-shot baseline) on the run's test list, write
+    every output into `out` (metrics.json also holds `checkpoint`, None when there is none, and
+    `extra`), print the summary."""
     from anomalyclip.eval_outputs import summary, write_eval_outputs
     from anomalyclip.evaluation import evaluate_test_list
     from anomalyclip.presets import preset_for
 
-    result = evaluate_test_list(loaded.model, data, frames_per_forward)
-    result.metrics.update(checkpoint=str(checkpoint), checkpoint_kind=loaded.kind, epoch=loaded.meta.get("epoch"))
+    result = evaluate_test_list(model, data, frames_per_forward, preset=preset or None, method=method)
+    result.metrics["checkpoint"] = None if checkpoint is None else str(checkpoint)
+    result.metrics.update(extra or {})
     write_eval_outputs(out, result, data.test, data.classes)
-    print(summary(result.metrics, preset_for(preset), out))
+    print(summary(result.metrics, preset_for(result.metrics["dataset"]), out))
     return result.metrics
+
+
+def run_of(loaded) -> dict:
+    """What metrics.json says of the checkpoint's run: its kind (the final epoch, as the paper
+    reports, or the best on test) and its epoch."""
+    return {"checkpoint_kind": loaded.kind, "epoch": loaded.meta.get("epoch")}
 
 
 def _files_named(args: argparse.Namespace) -> bool:
@@ -77,5 +87,6 @@ def run(args: argparse.Namespace) -> int:
             f"the checkpoint's classes {loaded.model.cfg.class_names} differ from the labels CSV's {data.classes.names}",
             labels,
         )
-    evaluate_into(out_dir(args.out, "eval"), loaded, data, preset, args.checkpoint, args.frames_per_forward)
+    evaluate_into(out_dir(args.out, "eval"), loaded.model, data, preset, args.checkpoint, args.frames_per_forward,
+                  extra=run_of(loaded))
     return 0

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 def train_and_evaluate(cfg: RunConfig, out: Path, resume: bool = False, init_from=None, keep_centroid: bool = False) -> dict:
     """Train, then evaluate the final epoch's checkpoint on the test list into the run folder."""
     from anomalyclip.checkpoint import load_checkpoint
-    from anomalyclip.cli.evaluate import evaluate_into
+    from anomalyclip.cli.evaluate import evaluate_into, run_of
     from anomalyclip.training.run import train
 
     summary = train(cfg, out, resume=resume, init_from=init_from, keep_centroid=keep_centroid)
@@ -107,7 +107,8 @@ def train_and_evaluate(cfg: RunConfig, out: Path, resume: bool = False, init_fro
         print(f"started from the --init-from weights: {len(t['copied'])} tensors copied, {len(t['fresh'])} fresh"
               + (f"; classes new to them: {', '.join(t['new_classes'])}" if t["new_classes"] else ""))
     loaded = load_checkpoint(summary["last_checkpoint"])
-    metrics = evaluate_into(out, loaded, summary["data"], cfg.preset, summary["last_checkpoint"], cfg.train.eval_frames_per_forward)
+    metrics = evaluate_into(out, loaded.model, summary["data"], cfg.preset, summary["last_checkpoint"],
+                            cfg.train.eval_frames_per_forward, extra=run_of(loaded))
     best = out / "metrics_best_on_test.json"
     if best.is_file():
         b = json.loads(best.read_text())

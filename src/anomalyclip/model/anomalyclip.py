@@ -57,6 +57,16 @@ class AnomalyCLIP(nn.Module):
             p.requires_grad_(False)
         self.text_encoder.text_projection.weight.requires_grad_(True)
 
+    # -- what the evaluation reads of any video scorer (as of the zero-shot baseline) ----------
+    @property
+    def feature_dim(self) -> int:
+        return self.cfg.feature_dim
+
+    @property
+    def frames_per_grid(self) -> int:
+        """Each test video is padded to a multiple of this many frames (METHOD §10)."""
+        return self.cfg.frames_per_item
+
     # -- parts -----------------------------------------------------------------------------
     def text_features(self) -> torch.Tensor:
         """`T (C, D)`; constant at inference, so callers compute it once and pass it on."""

@@ -25,11 +25,17 @@ def build_text_model(config: CLIPTextConfig) -> CLIPTextModelWithProjection:
 
 def load_text_model(spec: str) -> CLIPTextModelWithProjection:
     """The pretrained text tower from whatever `--clip` names (`clip_sources`)."""
+    return load_text_and_logit_scale(spec)[0]
+
+
+def load_text_and_logit_scale(spec: str) -> tuple[CLIPTextModelWithProjection, float | None]:
+    """The text tower and CLIP's temperature `exp(logit_scale)` (as `CLIPModel` multiplies its
+    logits by), None where the source holds no scale (a text-only folder)."""
     from anomalyclip.clip_sources import load_clip_tower
 
-    model = load_clip_tower(spec, "text").model
-    model.config._attn_implementation = "sdpa"
-    return model
+    tower = load_clip_tower(spec, "text")
+    tower.model.config._attn_implementation = "sdpa"
+    return tower.model, tower.logit_scale
 
 
 def causal_mask(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

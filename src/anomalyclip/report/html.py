@@ -209,13 +209,16 @@ def config_section(runs: list[Run]) -> str:
             ("folder", str(r.path.resolve())),
             ("dataset", dataset_label(r)),
             ("method", method_label(r)),
-            ("checkpoint", str(m.get("checkpoint") or "not recorded")),
+            ("checkpoint", str(m.get("checkpoint") or ("none" if r.method == "zeroshot" else "not recorded"))),
             ("numbers from", html.unescape(kind_label(r))),
             ("threshold (Youden)", f"{m['optimal_threshold']:.4f}"),
             ("test frames", f"{len(r.frames.labels):,} ({int((r.frames.labels != r.normal_id).sum()):,} abnormal) in {len(r.frames.videos):,} videos"),
         ]
         if "fine_grained_rule" in m:
             facts.append(("fine-grained rule", str(m["fine_grained_rule"])))
+        zs = m.get("zeroshot") if isinstance(m.get("zeroshot"), dict) else {}
+        facts += [(f"zero-shot {k.replace('_', ' ')}", f"{zs[k]:.2f}" if isinstance(zs[k], float) else str(zs[k]))
+                  for k in ("clip", "template", "logit_scale", "logit_scale_source") if k in zs]
         dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in facts)
         cfg = (f"<details><summary>config.json</summary><pre>{esc(json.dumps(r.config, indent=2))}</pre></details>"
                if r.config else '<p class="note">no config.json (an eval folder)</p>')

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from anomalyclip.errors import InputError
+from anomalyclip.presets import preset_of_classes
 
 FIXED_COLUMNS = ["video", "frame", "label", "score", "pred"]
 FIGURES = ("roc.png", "pr.png", "roc_per_class.png", "pr_per_class.png", "confusion_matrix.png")
-_LABEL_ASSETS = {"ucfcrime": "ucf_labels.csv", "shanghaitech": "sht_labels.csv", "xdviolence": "xd_labels.csv"}
 _CHUNK = 200_000  # rows parsed at once: a bounded copy of the text, 1.1 M rows on UCF-Crime
 
 
@@ -169,22 +168,15 @@ def read_predictions(path: Path, class_names: list[str]) -> Frames:
     )
 
 
-def _asset_names(asset: str) -> list[str]:
-    text = resources.files("anomalyclip").joinpath("assets", asset).read_text()
-    return sorted(line.split(",", 1)[1].strip() for line in text.splitlines()[1:] if line.strip())
-
-
 def dataset_of(metrics: dict, config: dict | None, class_names: list[str]) -> tuple[str | None, bool]:
-    """metrics' `dataset`, else config's `preset`, else the bundled class table the names match
-    (the second value says it was inferred)."""
+    """metrics' `dataset`, else config's `preset`, else the preset whose shipped class table the
+    names are (the second value says it was inferred)."""
     if metrics.get("dataset"):
         return str(metrics["dataset"]), False
     if config and config.get("preset"):
         return str(config["preset"]), False
-    for preset, asset in _LABEL_ASSETS.items():
-        if [n.lower() for n in _asset_names(asset)] == [n.lower() for n in class_names]:
-            return preset, True
-    return None, False
+    found = preset_of_classes(class_names)
+    return (found.name, True) if found else (None, False)
 
 
 def checkpoint_kind_of(metrics: dict) -> tuple[str | None, bool]:
