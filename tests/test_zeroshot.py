@@ -137,7 +137,7 @@ def test_report_sets_a_zeroshot_run_beside_a_trained_one(tiny_dataset, clip_fold
 
     classes = read_labels(tiny_dataset / "labels.csv")
     torch.manual_seed(0)
-    model = AnomalyCLIP(ModelConfig(class_names=classes.names, normal_id=classes.normal_id, emb_size=32, random_clip_layers=1))
+    model = AnomalyCLIP(ModelConfig(clip="random", class_names=classes.names, normal_id=classes.normal_id, emb_size=32, random_clip_layers=1))
     save_export(LoadedModel(model.eval(), 0.5, "anomalyclip"), tmp_path / "model")
     data = ["--preset", "synthetic", "--data-root", str(tiny_dataset)]
     assert main(["eval", "--checkpoint", str(tmp_path / "model"), *data, "--out", str(tmp_path / "trained")]) == 0
