@@ -139,14 +139,57 @@ def test_train_rejects_nan_training_item_with_one_line(data, tmp_path, capsys):
 
 def test_train_rejects_normal_label_in_abnormal_list(data, tmp_path, capsys):
     path = data / "Anomaly_Train_Abnormal.txt"
-    lines = path.read_text().splitlines()
-    first = lines[0].split()
-    lines[0] = " ".join(first[:3] + ["2"])
-    path.write_text("\n".join(lines) + "\n")
+    normal_line = (data / "Anomaly_Train_Normal.txt").read_text().splitlines()[0]
+    path.write_text(normal_line + "\n" + path.read_text())
     out = tmp_path / "run"
     code = main(["train", "--preset", "synthetic", "--data-root", str(data), "--out", str(out), "--epochs", "1"])
     assert code == 2 and f"{path}:1: the abnormal training list holds a normal video" in capsys.readouterr().err
     assert not out.exists()
+
+
+def one_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_list_faults_name_the_lines(data, exported, tmp_path, capsys):
+    test_list = data / "Anomaly_Test.txt"
+    original = test_list.read_text()
+    lines = original.splitlines()
+    # a video listed twice
+    test_list.write_text("\n".join(lines + [lines[2]]) + "\n")
+    code, err = run_eval(data, exported, tmp_path / "o1", capsys)
+    twice = lines[2].split()[0]
+    assert code == 2 and f"{test_list}:{len(lines) + 1}: video {twice} is listed twice (also at {test_list}:3)" in err
+    # a path whose class folder disagrees with its label id
+    path, start, end, label = lines[0].split()
+    other = 1 if int(label) != 1 else 0
+    test_list.write_text("\n".join([f"{path} {start} {end} {other}"] + lines[1:]) + "\n")
+    assert main(["eval", "--checkpoint", str(exported), "--preset", "synthetic", "--data-root", str(data),
+                 "--out", str(tmp_path / "o2")]) == 2
+    line = one_error(capsys)
+    assert f"{test_list}:1" in line and "sits in the folder of class" in line and "but its label id" in line
+    # an abnormal test video without its temporal annotation (the release raises KeyError here)
+    test_list.write_text(original)
+    temporal = data / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt"
+    stem = path.split("/")[1]
+    temporal.write_text("".join(t + "\n" for t in temporal.read_text().splitlines() if not t.startswith(stem + ".")))
+    assert main(["eval", "--checkpoint", str(exported), "--preset", "synthetic", "--data-root", str(data),
+                 "--out", str(tmp_path / "o3")]) == 2
+    line = one_error(capsys)
+    assert f"{test_list}:1" in line and f"abnormal test video {stem}" in line and str(temporal) in line
+    for name in ("o1", "o2", "o3"):
+        assert not (tmp_path / name).exists()
+
+
+def test_data_root_and_preset_messages(data, exported, tmp_path, capsys):
+    assert main(["eval", "--checkpoint", str(exported), "--preset", "synthetic", "--data-root", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert one_error(capsys) == f"error: {tmp_path / 'nope'}: --data-root: no such folder"
+    assert main(["eval", "--checkpoint", str(exported), "--preset", "synthetic", "--out", str(tmp_path / "o")]) == 2
+    assert "--preset synthetic needs --data-root" in one_error(capsys)
 
 
 def test_eval_of_an_authors_checkpoint_equals_our_own(data, tmp_path, capsys):

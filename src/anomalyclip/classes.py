@@ -6,6 +6,7 @@ Numpy only, so metrics, writers and plots use the same rules without importing t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -47,6 +48,24 @@ def best_abnormal(probs: np.ndarray, normal_id: int) -> np.ndarray:
 def predict_classes(scores: np.ndarray, probs: np.ndarray, normal_id: int, threshold: float) -> np.ndarray:
     """Normal where `score < threshold`, else the most probable abnormal class (METHOD §11)."""
     return np.where(scores < threshold, normal_id, best_abnormal(probs, normal_id)).astype(np.int64)
+
+
+def _folder_key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "_", name.strip().lower())
+
+
+def class_of_folder(folder: str, names: Sequence[str], normal_id: int) -> int | None:
+    """The class a dataset's class folder stands for: its name matched case-insensitively
+    (spaces, `_` and `-` alike) against the class names; else a name starting with `normal` or
+    holding the word `normal` (`Normal_Videos_event`, `Training_Normal_Videos_Anomaly`) is the
+    normal class; else None."""
+    key = _folder_key(folder)
+    for i, name in enumerate(names):
+        if _folder_key(name) == key:
+            return i
+    if key.startswith("normal") or "normal" in re.split(r"[^a-z]+", key):
+        return normal_id
+    return None
 
 
 @dataclass(frozen=True)

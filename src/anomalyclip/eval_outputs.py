@@ -11,7 +11,7 @@ import numpy as np
 
 from anomalyclip.classes import ClassTable, predict_classes
 from anomalyclip.data.formats import VideoEntry
-from anomalyclip.fileio import atomic_path, write_json
+from anomalyclip.fileio import OutputSet, atomic_path, write_json
 from anomalyclip.finegrained import DEFAULT_TIOUS
 from anomalyclip.presets import Preset
 
@@ -45,16 +45,17 @@ def write_eval_outputs(
 
     out = Path(out_dir)
     name = out.resolve().name if run_name is None else run_name
-    write_json(out / "metrics.json", result.metrics)
-    write_predictions(out / "predictions.csv", result, entries, classes)
     binary = (result.labels != classes.normal_id).astype(int)
     m = result.metrics
-    plot_roc(out / "roc.png", binary, result.scores, m["auc_roc"], run_name=name)
-    plot_pr(out / "pr.png", binary, result.scores, m["auc_pr"], run_name=name)
-    plot_roc_per_class(out / "roc_per_class.png", result.probs, result.labels, classes.names, classes.normal_id, run_name=name)
-    plot_pr_per_class(out / "pr_per_class.png", result.probs, result.labels, classes.names, classes.normal_id, run_name=name)
     counts = np.bincount(result.labels, minlength=classes.num_classes)
-    plot_confusion(out / "confusion_matrix.png", np.asarray(m["confusion_matrix"]), classes.names, counts, run_name=name)
+    with OutputSet(out) as files:  # all of them or, on a failure, none (an earlier set stays whole)
+        write_json(files.path("metrics.json"), m)
+        write_predictions(files.path("predictions.csv"), result, entries, classes)
+        plot_roc(files.path("roc.png"), binary, result.scores, m["auc_roc"], run_name=name)
+        plot_pr(files.path("pr.png"), binary, result.scores, m["auc_pr"], run_name=name)
+        plot_roc_per_class(files.path("roc_per_class.png"), result.probs, result.labels, classes.names, classes.normal_id, run_name=name)
+        plot_pr_per_class(files.path("pr_per_class.png"), result.probs, result.labels, classes.names, classes.normal_id, run_name=name)
+        plot_confusion(files.path("confusion_matrix.png"), np.asarray(m["confusion_matrix"]), classes.names, counts, run_name=name)
 
 
 FINE_GRAINED_ROWS = [(f"map_tiou_{t:g}", f"mAP@{t:g}") for t in DEFAULT_TIOUS] + [("map_tiou_avg", "mAP@AVG")]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalyclip.events import anomalous_spans
-from anomalyclip.fileio import write_json, write_text
+from anomalyclip.fileio import OutputSet, write_json, write_text
 
 
 @dataclass
@@ -86,12 +86,17 @@ class PredictionWriter:
         out.update(meta.extra)
         return out
 
-    def write(self, meta: VideoMeta, prediction) -> Written:
+    def write(self, meta: VideoMeta, prediction, files: OutputSet | None = None) -> Written:
+        """The video's three files, as one set (`files`: a set the caller adds more to)."""
+        if files is None:
+            with OutputSet(self.out_dir) as files:
+                return self.write(meta, prediction, files)
         from anomalyclip.plots import plot_prediction
 
         paths = self.paths(meta.name)
+        staged = {k: files.path(str(p.relative_to(self.out_dir))) for k, p in paths.items()}
         spans = anomalous_spans(prediction, self.class_names, self.normal_id, meta.fps)
-        write_text(paths["csv"], prediction_csv(prediction, self.class_names, meta.fps))
-        write_json(paths["json"], self.summary(meta, prediction, spans))
-        plot_prediction(paths["png"], prediction, self.class_names, self.normal_id, meta.fps, meta.gt_spans, title=meta.name)
+        write_text(staged["csv"], prediction_csv(prediction, self.class_names, meta.fps))
+        write_json(staged["json"], self.summary(meta, prediction, spans))
+        plot_prediction(staged["png"], prediction, self.class_names, self.normal_id, meta.fps, meta.gt_spans, title=meta.name)
         return Written(paths, spans)

@@ -7,6 +7,7 @@ describes itself (class names, normal id, centroid, threshold, text-tower config
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -14,8 +15,8 @@ import torch
 from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.checkpoint.native import RUN_KEYS, load_state, model_from_meta, model_meta
 from anomalyclip.checkpoint.validate import check_finite, validate_export_config
-from anomalyclip.errors import InputError
-from anomalyclip.fileio import atomic_path, write_json
+from anomalyclip.errors import InputError, output_error
+from anomalyclip.fileio import OutputSet, atomic_path, usual_mode, write_json
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -28,18 +29,24 @@ def _plain_tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_export(loaded: LoadedModel, out_dir: str | Path) -> Path:
     """Write a loaded model to `out_dir` (weights first, then the config that marks it complete)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("the export destination exists and is not a folder", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     meta = model_meta(loaded.model, loaded.threshold)
     meta["source"] = loaded.source
     meta.update({k: loaded.meta[k] for k in RUN_KEYS if k in loaded.meta})
-    with atomic_path(out_dir / WEIGHTS_NAME) as tmp:
-        save_file(_plain_tensors(loaded.model.state_dict()), str(tmp), metadata={"format": "pt"})
-    write_json(out_dir / CONFIG_NAME, meta)
+    with OutputSet(out_dir) as files:
+        with atomic_path(files.path(WEIGHTS_NAME)) as tmp:
+            try:
+                save_file(_plain_tensors(loaded.model.state_dict()), str(tmp), metadata={"format": "pt"})
+            except SafetensorError as e:  # its I/O errors come as text: "... (os error 28)"
+                code = re.search(r"os error (\d+)", str(e))
+                raise output_error(out_dir / WEIGHTS_NAME, OSError(int(code.group(1)), str(e)) if code else OSError(str(e))) from None
+            usual_mode(tmp)  # safetensors writes its file owner-only
+        write_json(files.path(CONFIG_NAME), meta)
     return out_dir
 
 

@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from anomalyclip.cli import demo, evaluate, export, extract, predict, report, train, zeroshot
-from anomalyclip.errors import InputError
+from anomalyclip.errors import InputError, output_error
 
 VERBS = (demo, train, evaluate, zeroshot, report, predict, export, extract)
 
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except InputError as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write outside the package's own writers (a logger's file, say)
+        print(f"error: {output_error(e.filename or '', e)}", file=sys.stderr)
         return 2
     except ImportError as e:
         print(f"error: `anomalyclip {args.command}` cannot run in this installation: {e}", file=sys.stderr)

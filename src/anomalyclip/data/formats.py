@@ -7,7 +7,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from anomalyclip.classes import ClassTable
+from anomalyclip.classes import ClassTable, class_of_folder
 from anomalyclip.errors import InputError
 
 
@@ -78,6 +78,7 @@ class VideoEntry:
 def read_video_list(path: str | Path, classes: ClassTable | None = None, allow_empty: bool = False) -> list[VideoEntry]:
     path = _require_file(path, "video list")
     entries: list[VideoEntry] = []
+    seen: dict[str, str] = {}
     with open(path) as f:
         for lineno, raw in enumerate(f, start=1):
             fields = raw.split()
@@ -98,10 +99,28 @@ def read_video_list(path: str | Path, classes: ClassTable | None = None, allow_e
                     f"label id {label} is not in the labels CSV (ids 0..{classes.num_classes - 1})", path, lineno
                 )
             name = fields[0][:-4] if fields[0].endswith(".npy") else fields[0]
+            if name in seen:
+                raise InputError(f"video {name} is listed twice (also at {seen[name]})", path, lineno)
+            seen[name] = f"{path}:{lineno}"
+            if classes is not None:
+                _check_folder_class(name, label, classes, path, lineno)
             entries.append(VideoEntry(name, start, end, label, f"{path}:{lineno}"))
     if not entries and not allow_empty:
         raise InputError("the video list is empty", path)
     return entries
+
+
+def _check_folder_class(name: str, label: int, classes: ClassTable, path: Path, lineno: int) -> None:
+    """A video under a class folder (`Abuse/Abuse028_x264`) must carry that class's label id."""
+    parts = Path(name).parts
+    folder_class = class_of_folder(parts[0], classes.names, classes.normal_id) if len(parts) > 1 else None
+    if folder_class is not None and folder_class != label:
+        raise InputError(
+            f"{name} sits in the folder of class {folder_class} ({classes.names[folder_class]}) but its label id "
+            f"is {label} ({classes.names[label]}) in the labels CSV",
+            path,
+            lineno,
+        )
 
 
 Spans = list[tuple[int, int]]

@@ -17,8 +17,8 @@ from anomalyclip.fileio import atomic_path
 
 class DurableCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        with atomic_path(Path(path), durable=True) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_path(Path(path), durable=True) as tmp, open(tmp, "wb") as f:
+            torch.save(checkpoint, f)  # through a file object a full disk is an OSError, not torch's RuntimeError
 
     def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_torch_file(path, trust=False)

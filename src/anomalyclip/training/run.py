@@ -69,6 +69,9 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
     if not resume and last.is_file():
         raise InputError("the run folder already holds a run; pass --resume to continue it or choose another --out", out)
     cfg.train.check()
+    if resume:  # a write killed halfway leaves its hidden temporary file; the checkpoint itself is whole
+        for torn in last.parent.glob(".*.tmp*"):
+            torn.unlink()
     # Lightning's start-up banners (accelerator availability, logger tips) are noise here.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)  # a resume restores the streams instead

@@ -4,12 +4,11 @@ where each one's outputs go, and the class of a video from its folder's name."""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from anomalyclip.classes import ClassTable
+from anomalyclip.classes import ClassTable, class_of_folder
 from anomalyclip.errors import InputError
 from anomalyclip.video.decode import VIDEO_EXTENSIONS, is_frame_folder
 
@@ -95,22 +94,13 @@ def find_videos(inputs: Sequence[str | Path]) -> list[VideoJob]:
     return [by_rel[k] for k in sorted(by_rel)]
 
 
-def _norm_name(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "_", name.strip().lower())
-
-
 def label_for_folder(folder: str, classes: ClassTable, where: Path | None = None) -> int:
-    """Class id of a class folder: its name matched case-insensitively (spaces, `_` and `-`
-    equivalent) against the class names; otherwise a name starting with `normal` or holding the
-    word `normal` (`Normal_Videos_event`, `Training_Normal_Videos_Anomaly`) is the normal class."""
-    key = _norm_name(folder)
-    for i, name in enumerate(classes.names):
-        if _norm_name(name) == key:
-            return i
-    if key.startswith("normal") or "normal" in re.split(r"[^a-z]+", key):
-        return classes.normal_id
-    raise InputError(
-        f"folder {folder!r} is not a class of the labels CSV; known classes: {', '.join(classes.names)} "
-        "(normal videos may also sit in a folder whose name starts with 'Normal')",
-        where,
-    )
+    """Class id of a video's class folder (`classes.class_of_folder`)."""
+    label = class_of_folder(folder, classes.names, classes.normal_id)
+    if label is None:
+        raise InputError(
+            f"folder {folder!r} is not a class of the labels CSV; known classes: {', '.join(classes.names)} "
+            "(normal videos may also sit in a folder whose name starts with 'Normal')",
+            where,
+        )
+    return label

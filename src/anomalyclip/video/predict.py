@@ -25,6 +25,7 @@ from typing import Sequence
 from anomalyclip.clip_config import DEFAULT_CLIP
 from anomalyclip.data.formats import Spans
 from anomalyclip.errors import InputError
+from anomalyclip.fileio import OutputSet
 from anomalyclip.predictor import Predictor
 from anomalyclip.video.jobs import VideoJob, find_videos
 from anomalyclip.writers import PredictionWriter, VideoMeta
@@ -64,12 +65,12 @@ def predict_video(
     from anomalyclip.video.store import save_npy
 
     out = writer.out_dir
-    with FrameStore(out) as kept:
+    with FrameStore(out) as kept, OutputSet(out) as files:  # the video's files appear together
         video = encode_video(job.source, encoder, frames_fps=fps if job.kind == "frames" else None, keep=kept if overlay else None)
         prediction = predictor.predict(video.features)
         rate = fps or video.info.fps or None
         npy = out / (job.rel + ".npy")
-        save_npy(npy, video.features)
+        save_npy(files.path(job.rel + ".npy"), video.features)
         overlay_path = out / (job.rel + "_overlay.mp4") if overlay else None
         extra = {
             "clip_model": encoder.model_id,
@@ -81,12 +82,12 @@ def predict_video(
         }
         stem = Path(job.rel).name
         meta = VideoMeta(job.rel, str(job.source), rate, None if gt is None else gt.get(stem, []), extra)
-        written = writer.write(meta, prediction)
+        written = writer.write(meta, prediction, files)
         names = [p.name for p in written.paths.values()] + [npy.name]
         if overlay_path is not None:
             # a file keeps its own rate; a frame folder has only the one given
             write_overlay(
-                kept, overlay_path, prediction.scores, prediction.probs, predictor.class_names, predictor.normal_id,
+                kept, files.path(job.rel + "_overlay.mp4"), prediction.scores, prediction.probs, predictor.class_names, predictor.normal_id,
                 prediction.threshold, fps=(fps if job.kind == "frames" else video.info.native_fps),
             )
             names.append(overlay_path.name)

@@ -17,7 +17,7 @@ import numpy as np
 from anomalyclip.classes import ClassTable
 from anomalyclip.data.formats import VideoEntry
 from anomalyclip.errors import InputError
-from anomalyclip.fileio import atomic_path, write_json, write_text
+from anomalyclip.fileio import OutputSet, atomic_path, write_json, write_text
 from anomalyclip.video.jobs import VideoJob
 from anomalyclip.video.pipeline import EncodedVideo
 
@@ -78,9 +78,11 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def write_video(job: VideoJob, out: Path, features: np.ndarray, sidecar: dict[str, Any]) -> None:
-    """The `.npy` first, then the sidecar that marks the video finished."""
-    save_npy(job.npy(out), features)
-    write_json(job.sidecar(out), sidecar)
+    """The `.npy` and the sidecar as one set, the sidecar (which marks the video finished) moved
+    into place last."""
+    with OutputSet(out) as files:
+        save_npy(files.path(job.rel + ".npy"), features)
+        write_json(files.path(job.rel + ".json"), sidecar)
 
 
 def finished(job: VideoJob, out: Path, settings: dict[str, Any]) -> str | None:
