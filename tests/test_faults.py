@@ -260,3 +260,17 @@ def test_a_tampered_export_is_refused_in_one_line(tiny_dataset, exported, tmp_pa
     line = one_error(capsys)
     assert str(folder / "config.json") in line and expected in line
     assert not out.exists()
+
+
+def test_a_clip_of_another_width_is_one_line_in_train(tiny_dataset, tmp_path, capsys):
+    from transformers import CLIPTextModelWithProjection
+
+    from anomalyclip.model.clip_text import random_text_config
+
+    CLIPTextModelWithProjection(random_text_config(64, 1, 256)).save_pretrained(tmp_path / "clip256")
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "synthetic", "--data-root", str(tiny_dataset), "--clip", str(tmp_path / "clip256"),
+                 "--out", str(out), "--epochs", "1"]) == 2
+    line = one_error(capsys)
+    assert "256-d features but the video features are 512-d" in line and str(tmp_path / "clip256") in line
+    assert not out.exists()
