@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from anomalyclip.errors import output_error
+from anomalyclip.errors import InputError, output_error
 
 
 def _mkdir(folder: Path) -> None:
@@ -144,3 +144,5 @@ class OutputSet:
                 self._commit()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+        if isinstance(exc, InputError) and str(self.root) in str(exc):  # name the destination, not the staging
+            raise InputError(str(exc).replace(str(self.root), str(self.folder))) from None
