@@ -8,10 +8,10 @@ import argparse
 import sys
 import warnings
 
-from anomalyclip.cli import demo, evaluate, export, extract, predict, train
+from anomalyclip.cli import demo, evaluate, export, extract, predict, stream, train
 from anomalyclip.errors import InputError
 
-VERBS = (demo, train, evaluate, predict, export, extract)
+VERBS = (demo, train, evaluate, predict, stream, export, extract)
 
 
 def build_parser() -> argparse.ArgumentParser:
