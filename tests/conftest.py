@@ -63,3 +63,18 @@ TINY_SPEC = SyntheticSpec(
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("synthetic"), TINY_SPEC)
+
+
+def save_tiny_export(folder, class_names=("Explosion", "Fighting", "Normal", "Shooting"), seed: int = 0, threshold=0.5):
+    """A small random AnomalyCLIP (512-d features, E = 32) exported to `folder`: loadable by
+    `--checkpoint folder` everywhere."""
+    from anomalyclip.checkpoint.export import save_export
+    from anomalyclip.checkpoint.loaded import LoadedModel
+    from anomalyclip.classes import normal_index
+    from anomalyclip.model import AnomalyCLIP
+
+    torch.manual_seed(seed)
+    names = list(class_names)
+    model = AnomalyCLIP(ModelConfig(clip="random", class_names=names, normal_id=normal_index(names), emb_size=32, random_clip_layers=1))
+    save_export(LoadedModel(model.eval(), threshold, "anomalyclip"), folder)
+    return folder

@@ -93,3 +93,32 @@ def evaluate_naive(model: AnomalyCLIP, dataset: TestVideos) -> EvalResult:
         [(scores, probs)] = model.score_videos([video.features])  # no text given: computed here
         evaluator.update(video, scores, probs)
     return evaluator.compute()
+
+
+def naive_events(scores, probs, threshold: float, normal_id: int, min_frames: int, max_gap: int) -> list[dict]:
+    """Events the slow way, frame by frame: runs at or above the threshold, merged across gaps
+    of at most `max_gap` frames, kept when at least `min_frames` long; class = argmax of the
+    mean abnormal probabilities over the event's frames."""
+    runs, start = [], None
+    for i, s in enumerate(list(scores) + [float("-inf")]):
+        if s >= threshold and start is None:
+            start = i
+        elif s < threshold and start is not None:
+            runs.append([start, i - 1])
+            start = None
+    merged: list[list[int]] = []
+    for run in runs:
+        if merged and run[0] - merged[-1][1] - 1 <= max_gap:
+            merged[-1][1] = run[1]
+        else:
+            merged.append(run)
+    out = []
+    for s, e in merged:
+        if e - s + 1 < min_frames:
+            continue
+        n = e - s + 1
+        mean = [sum(float(probs[i][c]) for i in range(s, e + 1)) / n for c in range(len(probs[0]))]
+        best = max((c for c in range(len(mean)) if c != normal_id), key=lambda c: (mean[c], -c))
+        seg = [float(x) for x in scores[s : e + 1]]
+        out.append({"start": s, "end": e, "class_id": best, "mean_score": sum(seg) / n, "peak_score": max(seg)})
+    return out

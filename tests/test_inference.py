@@ -18,7 +18,9 @@ from anomalyclip.cli import main
 from anomalyclip.data.features import collect_feature_files
 from anomalyclip.predictor import Predictor
 
+from anomalyclip.events import EventRules
 from authors_layout import UCF, class_table, hand_made, random_centroid, save_reference
+from naive import naive_events
 
 D = 512
 
@@ -48,17 +50,6 @@ def _read_csv(path):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     return rows[0], rows[1:]
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    out, start = [], None
-    for i, m in enumerate(mask.tolist() + [False]):
-        if m and start is None:
-            start = i
-        elif not m and start is not None:
-            out.append((start, i - 1))
-            start = None
-    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -143,7 +134,7 @@ def feature_dir(tmp_path_factory):
     return root
 
 
-def _check_video_outputs(out, name, t, names, normal, threshold, fps=None):
+def _check_video_outputs(out, name, t, names, normal, threshold, fps=None, rules=EventRules()):
     header, rows = _read_csv(out / f"{name}.csv")
     expected = ["frame"] + (["time_s"] if fps else []) + ["score", "pred", "pred_name"] + [f"p_{n}" for n in names]
     assert header == expected
@@ -163,13 +154,14 @@ def _check_video_outputs(out, name, t, names, normal, threshold, fps=None):
     summary = json.loads((out / f"{name}.json").read_text())
     assert summary["num_frames"] == t and summary["threshold"] == pytest.approx(threshold)
     spans = summary["spans"]
-    assert [(s["start"], s["end"]) for s in spans] == _runs(abnormal)
-    abn_cols = [c for c in range(len(names)) if c != normal]
-    for s in spans:
-        seg = slice(s["start"], s["end"] + 1)
-        assert s["mean_score"] == pytest.approx(float(scores[seg].mean()), abs=1e-6)
-        assert s["peak_score"] == pytest.approx(float(scores[seg].max()), abs=1e-6)
-        assert s["class"] == names[abn_cols[int(probs[seg][:, abn_cols].mean(axis=0).argmax())]]
+    low, gap = rules.frames(fps)
+    assert summary["event_rules"] == {"min_event_frames": low, "merge_gap_frames": gap}
+    expected = naive_events(scores, probs, np.float32(threshold), normal, low, gap)
+    assert [(s["start"], s["end"]) for s in spans] == [(e["start"], e["end"]) for e in expected]
+    for s, e in zip(spans, expected):
+        assert s["mean_score"] == pytest.approx(e["mean_score"], abs=1e-6)
+        assert s["peak_score"] == pytest.approx(e["peak_score"], abs=1e-6)
+        assert s["class"] == names[e["class_id"]]
         if fps:
             assert s["start_s"] == pytest.approx(s["start"] / fps, abs=1e-6)
             assert s["end_s"] == pytest.approx(s["end"] / fps, abs=1e-6)
@@ -196,8 +188,8 @@ def test_main_predict_writes_three_files_per_video(tmp_path, ckpt, feature_dir):
     thr = float(np.median(s1))
     out2 = tmp_path / "out2"
     assert _run(["--checkpoint", str(ckpt), "--features", str(feature_dir / "Abuse" / "Abuse028_x264.npy"),
-                 "--out", str(out2), "--threshold", repr(thr), "--device", "cpu"]) == 0
-    s2, j2 = _check_video_outputs(out2, "Abuse028_x264", 300, names, normal, thr)
+                 "--out", str(out2), "--threshold", repr(thr), "--device", "cpu", "--min-event", "3", "--merge-gap", "2"]) == 0
+    s2, j2 = _check_video_outputs(out2, "Abuse028_x264", 300, names, normal, thr, rules=EventRules(3, 2))
     assert j2["threshold_source"] == "option" and len(j2["spans"]) >= 1 and "ground_truth" not in j2
     np.testing.assert_array_equal(s1, s2)
     assert not (out2 / "Normal_Videos_003_x264.csv").exists()

@@ -12,11 +12,13 @@ from anomalyclip.metrics import compute_metrics
 from anomalyclip.plots import (
     cell_text,
     plot_confusion,
+    plot_prediction,
     plot_pr,
     plot_pr_per_class,
     plot_roc,
     plot_roc_per_class,
 )
+from anomalyclip.predictor import Prediction
 
 UCF = ["Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "Normal",
        "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism"]
@@ -162,3 +164,37 @@ def test_confusion_text_and_colour_bar_share_the_percent_scale(tmp_path):
 def test_confusion_without_counts_keeps_plain_names(tmp_path):
     fig = plot_confusion(tmp_path / "cm.png", np.eye(3), ["a", "Normal", "b"])
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "Normal", "b"]
+
+
+def test_prediction_figure_has_the_class_probability_panel(tmp_path):
+    """Score, p(c | a) of the top classes and the class band share one time axis; each legend
+    sits beside its panel; the curves are the conditional probabilities P[:, c] / sum_abnormal P."""
+    rng = np.random.default_rng(1)
+    t, fps = 400, 25.0
+    scores = np.clip(0.2 + 0.7 * (np.arange(t) > 250) + 0.05 * rng.standard_normal(t), 0.01, 0.99).astype(np.float32)
+    cond = rng.dirichlet(np.ones(len(UCF) - 1) * 0.3, size=t)  # p(c | a) over the 13 abnormal classes
+    cond[250:, 6] += 3.0  # Fighting (id 6, before the normal id 7: abnormal column 6) dominates the anomaly
+    cond /= cond.sum(1, keepdims=True)
+    probs = np.insert(cond * scores[:, None], NORMAL, 1 - scores, axis=1).astype(np.float32)
+    pred = np.where(scores >= 0.5, 6, NORMAL)
+    events = [{"start": 251, "end": 399}]
+    fig = plot_prediction(tmp_path / "p.png", Prediction(scores, probs, pred, 0.5), UCF, NORMAL, fps=fps,
+                          gt_spans=[(260, 390)], spans=events)
+    _png_ok(tmp_path / "p.png")
+    score_ax, class_ax, band = fig.axes
+    assert score_ax.get_shared_x_axes().joined(score_ax, class_ax) and score_ax.get_shared_x_axes().joined(score_ax, band)
+    lines = [line for line in class_ax.get_lines() if (line.get_gid() or "").startswith("class:")]
+    assert 1 <= len(lines) <= 3
+    mass = probs[:, [c for c in range(len(UCF)) if c != NORMAL]].sum(0)
+    top = [c for c in range(len(UCF)) if c != NORMAL][int(mass.argmax())]
+    assert lines[0].get_gid() == f"class:{UCF[top]}" == "class:Fighting"
+    for line in lines:
+        c = UCF.index(line.get_gid().split(":", 1)[1])
+        expected = probs[:, c] / (probs.sum(1) - probs[:, NORMAL])
+        np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-5)
+        np.testing.assert_allclose(line.get_xdata(), np.arange(t) / fps)
+    (score_line,) = [line for line in score_ax.get_lines() if line.get_label() == "anomaly score"]
+    np.testing.assert_allclose(score_line.get_ydata(), scores)
+    assert [p.get_gid() for p in score_ax.patches if (p.get_gid() or "").startswith("event:")] == ["event:251-399"]
+    for ax in (score_ax, class_ax):
+        _legend_outside(fig, ax)

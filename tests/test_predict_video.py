@@ -14,15 +14,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import av
 import numpy as np
 import pytest
-import torch
 
-from anomalyclip.checkpoint.loaded import LoadedModel
 from anomalyclip.cli import main
-from anomalyclip.config import ModelConfig
-from anomalyclip.checkpoint.export import save_export
 from anomalyclip.predictor import Predictor
-from anomalyclip.model import AnomalyCLIP
 from anomalyclip.video.encoder import ClipImageEncoder, save_random_clip_vision
+from conftest import save_tiny_export
 from media import decode_all, make_video
 
 CLASSES = ["Explosion", "Fighting", "Normal", "Shooting"]
@@ -36,12 +32,7 @@ def clip_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = AnomalyCLIP(ModelConfig(clip="random", class_names=CLASSES, normal_id=2, emb_size=32, random_clip_layers=1))
-    assert model.cfg.feature_dim == 512
-    out = tmp_path_factory.mktemp("export")
-    save_export(LoadedModel(model.eval(), 0.5, "anomalyclip"), out)
-    return out
+    return save_tiny_export(tmp_path_factory.mktemp("export"), CLASSES)
 
 
 @pytest.fixture(scope="module")

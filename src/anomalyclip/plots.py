@@ -188,6 +188,29 @@ def class_colours(class_names: list[str], normal_id: int) -> list[tuple]:
     return out
 
 
+def conditional_class_probs(probs: np.ndarray, normal_id: int) -> np.ndarray:
+    """`p(c | a) (T, K)`: the abnormal columns of `P (T, C)` renormalised per frame (P's abnormal
+    part is `p(c | a) * score`, METHOD §6); a frame whose abnormal part is all zero gets a
+    uniform row."""
+    abn = np.delete(np.asarray(probs, dtype=np.float64), normal_id, axis=1)  # (T, K)
+    total = abn.sum(axis=1, keepdims=True)
+    return np.divide(abn, total, out=np.full_like(abn, 1.0 / abn.shape[1]), where=total > 0)
+
+
+def top_abnormal_classes(probs: np.ndarray, normal_id: int, k: int = 3) -> list[int]:
+    """The `k` abnormal class ids holding the most probability mass `sum_t P[t, c]` (the
+    classes that matter where the score is high), most first."""
+    ids = abnormal_ids(probs.shape[1], normal_id)
+    mass = np.asarray(probs, dtype=np.float64)[:, ids].sum(axis=0)
+    order = sorted(range(len(ids)), key=lambda j: (-mass[j], ids[j]))
+    return [ids[j] for j in order[:k]]
+
+
+def _legend_right(ax, **kw) -> None:
+    """A legend beside the axes, so it never covers a curve."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, frameon=False, **kw)
+
+
 def plot_prediction(
     path: str | Path,
     prediction,  # predictor.Prediction
@@ -196,49 +219,73 @@ def plot_prediction(
     fps: float | None = None,
     gt_spans: list[tuple[int, int]] | None = None,
     title: str = "",
-) -> None:
-    """Score curve, threshold line, ground-truth spans shaded, predicted classes as a band below."""
+    spans: list[dict] | None = None,
+    times: np.ndarray | None = None,
+    top_classes: int = 3,
+):
+    """Three panels on one time axis: the score with the threshold, the detected events
+    (`spans`, a dark bar along the bottom) and the ground truth (shaded); p(c | a) of the `top_classes` most
+    probable abnormal classes, as the authors' visualiser shows; the predicted class as a band.
+    Legends sit beside the panels. `times (T,)`: the frames' own times in seconds."""
     t = prediction.num_frames
-    scale = 1.0 / fps if fps else 1.0
-    x = np.arange(t) * scale
+    timed = times is not None or bool(fps)
+    x = np.asarray(times, dtype=np.float64) if times is not None else np.arange(t) * (1.0 / fps if fps else 1.0)
+    step = float(np.median(np.diff(x))) if t > 1 else (1.0 / fps if fps else 1.0)
+    edges = np.r_[x, x[-1] + step] if t else np.zeros(1)  # frame i covers [edges[i], edges[i + 1])
     colours = class_colours(class_names, normal_id)
-    fig, (ax, band) = plt.subplots(
-        2, 1, figsize=(11, 4.2), sharex=True, gridspec_kw={"height_ratios": [6, 1], "hspace": 0.06}
+    fig, (ax, cax, band) = plt.subplots(
+        3, 1, figsize=(11, 5.6), sharex=True, gridspec_kw={"height_ratios": [5, 3, 0.8], "hspace": 0.08}
     )
     handles = []
-    for i, (s, e) in enumerate(gt_spans or []):
-        h = ax.axvspan(s * scale, (e + 1) * scale, color="tab:red", alpha=0.15, linewidth=0, label="ground truth" if i == 0 else None)
+    shown = [(max(0, int(s)), min(t - 1, int(e))) for s, e in gt_spans or []]
+    for i, (s, e) in enumerate([(s, e) for s, e in shown if s <= e]):
+        h = ax.axvspan(edges[s], edges[e + 1], color="tab:red", alpha=0.15, linewidth=0)
         if i == 0:
+            h.set_label("ground truth")
+            handles.append(h)
+    for i, span in enumerate(spans or []):
+        h = ax.axvspan(edges[span["start"]], edges[span["end"] + 1], ymin=0.0, ymax=0.06, color="black", alpha=0.7, linewidth=0)
+        h.set_gid(f"event:{span['start']}-{span['end']}")
+        if i == 0:
+            h.set_label("detected event")
             handles.append(h)
     (line,) = ax.plot(x, prediction.scores, color="tab:blue", linewidth=1.2, label="anomaly score")
     thr = ax.axhline(prediction.threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {prediction.threshold:.3g}")
-    handles = [line, thr] + handles
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(0, max(t, 1) * scale)
+    ax.set_xlim(edges[0], edges[-1])
     ax.set_ylabel("anomaly score")
     if title:
         ax.set_title(title, fontsize=10)
-    ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.8)
+    _legend_right(ax, handles=[line, thr] + handles)
+
+    cond = conditional_class_probs(prediction.probs, normal_id)  # (T, K)
+    k_of = {c: j for j, c in enumerate(abnormal_ids(len(class_names), normal_id))}
+    for c in top_abnormal_classes(prediction.probs, normal_id, top_classes):
+        (curve,) = cax.plot(x, cond[:, k_of[c]], color=colours[c], linewidth=1.0, label=class_names[c])
+        curve.set_gid(f"class:{class_names[c]}")
+    cax.set_ylim(-0.02, 1.02)
+    cax.set_ylabel("p(class | anomaly)", fontsize=9)
+    _legend_right(cax, title="top classes", title_fontsize=8)
 
     by_class: dict[int, list[tuple[float, float]]] = {}
     starts, lengths = runs(prediction.pred)
     for s, n in zip(starts.tolist(), lengths.tolist()):
-        by_class.setdefault(int(prediction.pred[s]), []).append((s * scale, n * scale))
+        by_class.setdefault(int(prediction.pred[s]), []).append((edges[s], edges[s + n] - edges[s]))
     for c, bars in by_class.items():
         band.broken_barh(bars, (0, 1), facecolors=colours[c], linewidth=0)
     band.set_ylim(0, 1)
     band.set_yticks([])
     band.set_ylabel("class", rotation=0, ha="right", va="center", fontsize=8)
-    band.set_xlabel("time (s)" if fps else "frame")
+    band.set_xlabel("time (s)" if timed else "frame")
     present = sorted(by_class)
     band.legend(
         handles=[Patch(facecolor=colours[c], label=class_names[c]) for c in present],
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.9),
+        bbox_to_anchor=(0.5, -1.25),
         ncol=min(len(present), 6),
         fontsize=8,
         frameon=False,
         title="predicted class",
         title_fontsize=8,
     )
-    _save(fig, path)
+    return _save(fig, path)

@@ -8,10 +8,10 @@ import argparse
 import sys
 import warnings
 
-from anomalyclip.cli import demo, evaluate, export, extract, predict, report, train, zeroshot
+from anomalyclip.cli import demo, evaluate, export, extract, predict, report, stream, train, zeroshot
 from anomalyclip.errors import InputError, output_error
 
-VERBS = (demo, train, evaluate, zeroshot, report, predict, export, extract)
+VERBS = (demo, train, evaluate, zeroshot, report, predict, stream, export, extract)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,3 +76,26 @@ def add_checkpoint_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-checkpoint", action="store_true", help="allow pickled Python objects in the checkpoint (trusted files only)"
     )
+
+
+def add_event_flags(p: argparse.ArgumentParser) -> None:
+    """How anomalous frames become events (`events.EventRules`), for `predict` and `stream`."""
+    from anomalyclip.events import (
+        DEFAULT_MERGE_GAP_FRAMES,
+        DEFAULT_MERGE_GAP_S,
+        DEFAULT_MIN_EVENT_FRAMES,
+        DEFAULT_MIN_EVENT_S,
+    )
+
+    p.add_argument("--min-event", type=float, metavar="S",
+                   help=f"shortest event kept, in seconds (frames when the rate is unknown); default {DEFAULT_MIN_EVENT_S} s "
+                        f"or {DEFAULT_MIN_EVENT_FRAMES} frames; 0: keep every run")
+    p.add_argument("--merge-gap", type=float, metavar="S",
+                   help=f"events at most this far apart merge, in seconds (frames when the rate is unknown); default "
+                        f"{DEFAULT_MERGE_GAP_S} s or {DEFAULT_MERGE_GAP_FRAMES} frames; 0: no merging")
+
+
+def event_rules(args: argparse.Namespace):
+    from anomalyclip.events import EventRules
+
+    return EventRules(args.min_event, args.merge_gap)

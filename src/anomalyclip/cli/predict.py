@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from anomalyclip.cli.common import add_checkpoint_flags, out_dir, positive_int
+from anomalyclip.cli.common import add_checkpoint_flags, add_event_flags, event_rules, out_dir, positive_int
 from anomalyclip.errors import InputError
 
 NAME = "predict"
@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_checkpoint_flags(p)
     p.add_argument("--fps", type=float, help="frames per second of the features (or of a frame folder): adds times in seconds")
     p.add_argument("--threshold", type=float, help="anomaly threshold (default: the checkpoint's, else 0.5)")
+    add_event_flags(p)
     p.add_argument("--temporal", help="temporal annotation file: ground-truth spans shaded in the plots")
     p.add_argument("--out", help="output folder (default runs/predict-<time>)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("nothing to predict: give --features (.npy files or folders) or --video")
     fps = parse_fps(args.fps)
     threshold = None if args.threshold is None else check_threshold(args.threshold)
+    rules = event_rules(args)
     items = collect_feature_files(args.features) if args.features else []
     gt = read_temporal(args.temporal) if args.temporal else None
     out = out_dir(args.out, "predict")
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if threshold is not None:
         predictor.threshold, predictor.threshold_source = threshold, "option"
-    writer = PredictionWriter(out, predictor.class_names, predictor.normal_id, predictor.threshold_source)
+    writer = PredictionWriter(out, predictor.class_names, predictor.normal_id, predictor.threshold_source, rules)
     described = f"threshold {predictor.threshold:.4g} ({predictor.threshold_source}); classes: {', '.join(predictor.class_names)}"
     if items:
         print(f"{len(items)} feature file(s); {described}")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         prediction = predictor.predict(load_features(path, predictor.feature_dim))
         spans_gt = None if gt is None else gt.get(path.stem, [])
         written = writer.write(VideoMeta(name, str(path), fps, spans_gt), prediction)
-        print(f"  {name}: {prediction.num_frames} frames, max score {prediction.scores.max():.3f}, {len(written.spans)} anomalous span(s)")
+        print(f"  {name}: {prediction.num_frames} frames, max score {prediction.scores.max():.3f}, {len(written.spans)} event(s)")
     rc = 0
     if args.video:
         from anomalyclip.video.predict import build_encoder, predict_videos

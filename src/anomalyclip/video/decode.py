@@ -1,9 +1,13 @@
-"""Read the frames of a video file (PyAV) or of a frame folder (PIL) as RGB uint8 arrays.
+"""Read the frames of a video file or live source (PyAV) or of a frame folder (PIL) as RGB
+uint8 arrays.
 
-Two inputs are accepted:
+Three inputs are accepted:
 
 * a video file (`.mp4 .avi .mkv .mov .webm`, anything FFmpeg opens): every decoded frame by
   default, or frames sampled by timestamp to a target rate;
+* a live source: a URL (`rtsp://`, `http://`, `udp://`, ...) or a capture device (`/dev/video0`,
+  opened with FFmpeg's `v4l2` input), handed to `av.open` as written, with the FFmpeg options
+  given (`container_arguments` shows exactly what is passed);
 * a frame folder, the layout of the authors' pipeline: one folder per video holding
   `000000.jpg, 000001.jpg, ...` (any image files whose names end in a number; read in numeric
   order). A folder has no timestamps, so its rate is unknown (`None`) unless given.
@@ -29,6 +33,10 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Seconds a network source may take to open, and to deliver the next packet, before it is
+# reported as unreachable (PyAV's `timeout`).
+OPEN_TIMEOUT_S, READ_TIMEOUT_S = 15.0, 15.0
 # Tolerance when comparing a frame's timestamp with the next sampling instant (seconds).
 _TIME_EPS = 1e-6
 
@@ -43,13 +51,42 @@ class VideoInfo:
     the real count is `VideoReader.frames_read` after iterating.
     """
 
-    path: Path
-    kind: str  # "file" or "frames"
+    path: Path | str  # a URL stays a string
+    kind: str  # "file", "frames" or "live"
     native_fps: float | None
     fps: float | None
     declared_frames: int | None
     width: int | None
     height: int | None
+
+
+def is_url(source: str | Path) -> bool:
+    return isinstance(source, str) and bool(_URL.match(source))
+
+
+def is_device(source: str | Path) -> bool:
+    """A capture device: a V4L2 node such as /dev/video0 (need not exist to be named one)."""
+    return str(source).startswith("/dev/video")
+
+
+def is_live(source: str | Path) -> bool:
+    return is_url(source) or is_device(source)
+
+
+def container_arguments(source: str | Path, format: str | None = None, options: dict[str, str] | None = None) -> dict:
+    """The keyword arguments `av.open` gets for `source`: the source itself unchanged, the
+    FFmpeg input format (`v4l2` for a /dev/video device unless another is named), the FFmpeg
+    options as given, and a timeout for network sources."""
+    args: dict = {"file": str(source), "mode": "r"}
+    if format is None and is_device(source):
+        format = "v4l2"
+    if format is not None:
+        args["format"] = format
+    if options:
+        args["options"] = {str(k): str(v) for k, v in options.items()}
+    if is_url(source):
+        args["timeout"] = (OPEN_TIMEOUT_S, READ_TIMEOUT_S)
+    return args
 
 
 def _is_image(path: Path) -> bool:
@@ -135,14 +172,27 @@ class VideoReader:
     ...     r.frames_read, r.info.fps
     """
 
-    def __init__(self, path: str | Path, fps: float | None = None, frames_fps: float | None = None):
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float | None = None,
+        frames_fps: float | None = None,
+        format: str | None = None,
+        options: dict[str, str] | None = None,
+    ):
+        """`format` / `options`: FFmpeg's input format and options, for live sources above all
+        (`{"rtsp_transport": "tcp"}`, `{"video_size": "640x480"}`)."""
+        self.live = is_live(path)
+        self.path = str(path) if is_url(path) else Path(path)
         self.target_fps = parse_fps(fps, "target fps")
         frames_fps = parse_fps(frames_fps, "frame-folder fps")
         self.frames_read = 0
         self._container = None
         self._frame_files: list[Path] | None = None
-        if self.path.is_dir():
+        self._open_args = container_arguments(path, format, options)
+        if self.live or format is not None:
+            self.info = self._open_container()
+        elif self.path.is_dir():
             self._frame_files = list_frame_files(self.path)
             if self.target_fps is not None and frames_fps is None:
                 raise InputError(
@@ -167,16 +217,18 @@ class VideoReader:
     def _open_container(self) -> VideoInfo:
         import av
 
-        if not self.path.exists():
-            raise InputError("video not found", self.path)
-        if not self.path.is_file():
-            raise InputError("not a video file or frame folder", self.path)
-        if self.path.stat().st_size == 0:
-            raise InputError("the video file is empty (0 bytes)", self.path)
+        if not self.live:
+            if not self.path.exists():
+                raise InputError("video not found", self.path)
+            if not self.path.is_file():
+                raise InputError("not a video file or frame folder", self.path)
+            if self.path.stat().st_size == 0:
+                raise InputError("the video file is empty (0 bytes)", self.path)
         try:
-            container = av.open(str(self.path), mode="r")
+            container = av.open(**self._open_args)
         except (av.error.FFmpegError, OSError, ValueError) as e:
-            raise InputError(f"cannot open the video (unreadable or corrupt): {_av_message(e)}", self.path) from None
+            what = "cannot open the live source" if self.live else "cannot open the video (unreadable or corrupt)"
+            raise InputError(f"{what}: {_av_message(e)}", self.path) from None
         if not container.streams.video:
             container.close()
             raise InputError("the file holds no video stream", self.path)
@@ -191,7 +243,7 @@ class VideoReader:
         self._native_fps = native
         return VideoInfo(
             path=self.path,
-            kind="file",
+            kind="live" if self.live else "file",
             native_fps=native,
             fps=self.target_fps if self.target_fps is not None else native,
             declared_frames=int(stream.frames) if stream.frames else None,
@@ -199,21 +251,24 @@ class VideoReader:
             height=stream.codec_context.height or None,
         )
 
-    def _file_frames(self) -> Iterator[np.ndarray]:
+    def _file_frames(self) -> Iterator[tuple[float | None, np.ndarray]]:
         import av
         import av.video.reformatter
 
         sampler = _Sampler(self.target_fps)
         reformatter = av.video.reformatter.VideoReformatter()
         decoded = 0
+        t0: float | None = None
         try:
             for frame in self._container.decode(self._stream):
+                if frame.time is not None:
+                    t = float(frame.time)
+                elif self._native_fps:
+                    t = decoded / self._native_fps
+                else:
+                    t = None
                 if sampler.fps is not None:
-                    if frame.time is not None:
-                        t = float(frame.time)
-                    elif self._native_fps:
-                        t = decoded / self._native_fps
-                    else:
+                    if t is None:
                         raise InputError("frames carry no timestamps and the frame rate is unknown; "
                                          "cannot sample to a target fps", self.path)
                     keep = sampler.keep(t)
@@ -225,7 +280,9 @@ class VideoReader:
                     # reformatter keeps its conversion context from frame to frame
                     arr = reformatter.reformat(frame, format="rgb24").to_ndarray()
                     self.frames_read += 1
-                    yield arr
+                    if t is not None and t0 is None:
+                        t0 = t
+                    yield (None if t is None else t - t0), arr
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise InputError(
                 f"decoding failed after {decoded} frames (corrupt video?): {_av_message(e)}", self.path
@@ -243,7 +300,7 @@ class VideoReader:
         except (OSError, UnidentifiedImageError, ValueError) as e:
             raise InputError(f"cannot read frame image: {e}", path) from None
 
-    def _folder_frames(self) -> Iterator[np.ndarray]:
+    def _folder_frames(self) -> Iterator[tuple[float | None, np.ndarray]]:
         sampler = _Sampler(self.target_fps)
         native = self.info.native_fps
         for i, p in enumerate(self._frame_files):
@@ -251,15 +308,21 @@ class VideoReader:
                 continue
             arr = self._read_image(p)
             self.frames_read += 1
-            yield arr
+            yield (i / native if native else None), arr
 
     # ------------------------------------------------------------------ public
-    def frames(self) -> Iterator[np.ndarray]:
-        """Yield (H, W, 3) uint8 RGB frames. Call once per reader."""
+    def timed_frames(self) -> Iterator[tuple[float | None, np.ndarray]]:
+        """Yield `(time, frame)`: seconds since the first frame (None where neither timestamps
+        nor a rate are known) and the (H, W, 3) uint8 RGB frame. Call once per reader."""
         if self._frame_files is not None:
             yield from self._folder_frames()
         else:
             yield from self._file_frames()
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yield (H, W, 3) uint8 RGB frames. Call once per reader."""
+        for _, frame in self.timed_frames():
+            yield frame
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         """Yield (B, H, W, 3) uint8 batches of at most `batch_size` frames (a batch is cut early
@@ -293,10 +356,17 @@ def _av_message(e: BaseException) -> str:
     return str(text).replace("\n", " ")
 
 
-def open_video(path: str | Path, fps: float | None = None, frames_fps: float | None = None) -> VideoReader:
-    """Open a video file or frame folder. `fps=None`: every frame (native rate); a number: the
-    first frame at or after each instant k/fps. `frames_fps`: the rate of a frame folder, if known."""
-    return VideoReader(path, fps=fps, frames_fps=frames_fps)
+def open_video(
+    path: str | Path,
+    fps: float | None = None,
+    frames_fps: float | None = None,
+    format: str | None = None,
+    options: dict[str, str] | None = None,
+) -> VideoReader:
+    """Open a video file, live source or frame folder. `fps=None`: every frame (native rate); a
+    number: the first frame at or after each instant k/fps. `frames_fps`: the rate of a frame
+    folder, if known. `format`, `options`: FFmpeg's input format and options."""
+    return VideoReader(path, fps=fps, frames_fps=frames_fps, format=format, options=options)
 
 
 def read_frames(path: str | Path, fps: float | None = None, frames_fps: float | None = None) -> tuple[np.ndarray, VideoInfo]:

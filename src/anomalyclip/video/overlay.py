@@ -1,8 +1,9 @@
 """Draw per-frame anomaly scores and class probabilities onto a video.
 
-Every frame given is written (same frame count) with: the anomaly score, the three most likely
-abnormal classes with their probabilities, and a border that is red when the score is at or
-above the threshold and blue otherwise. Output: mp4, H.264 (libx264; MPEG-4 part 2 if libx264 is
+Every frame given is written (same frame count) with: the time and the anomaly score, the three
+most likely abnormal classes with their probabilities while the score is at or above the
+threshold, and a border that is red then and blue otherwise. The text panel's font is sized to
+the frame, so the panel covers a bounded part of it (`PANEL_WIDTH`, `PANEL_HEIGHT`). Output: mp4, H.264 (libx264; MPEG-4 part 2 if libx264 is
 missing), yuv420p, even width and height (an odd frame is padded by one pixel, which the border
 covers). The file is written to a temporary name and renamed, so a failure leaves nothing.
 """
@@ -37,6 +38,53 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+# The text panel may take at most these parts of the frame's width and height (with the three
+# class lines of an alarm); its font shrinks to fit, down to a smallest readable size.
+PANEL_WIDTH, PANEL_HEIGHT, SMALLEST_FONT = 0.45, 0.36, 7
+
+
+def clock(seconds: float | None, frame: int | None = None) -> str:
+    """`m:ss.s` (`h:mm:ss.s` past an hour); `#frame` when the time is unknown."""
+    if seconds is None:
+        return f"#{frame if frame is not None else 0}"
+    tenths = int(round(max(0.0, seconds) * 10))
+    h, rest = divmod(tenths, 36000)
+    m, rest = divmod(rest, 600)
+    text = f"{m:02d}:{rest // 10:02d}.{rest % 10}" if h else f"{m}:{rest // 10:02d}.{rest % 10}"
+    return f"{h}:{text}" if h else text
+
+
+def _panel_lines(time_text: str, score: float, alarm: bool, top: list[tuple[str, float]]) -> list[str]:
+    lines = [f"{time_text}  {score:.3f}"]
+    if alarm:
+        lines += [f"{name} {p:.2f}" for name, p in top]
+    return lines
+
+
+def _text_size(draw, lines: list[str], font) -> tuple[int, int, int]:
+    """(width, height, line height) of a block of lines."""
+    boxes = [draw.textbbox((0, 0), t, font=font) for t in lines]
+    line_h = max(b[3] - b[1] for b in boxes) + max(2, getattr(font, "size", 10) // 5)
+    return max(b[2] - b[0] for b in boxes), line_h * len(lines), line_h
+
+
+def panel_font(height: int, width: int, class_names: Sequence[str], normal_id: int):
+    """The largest font (from height / 24 down to SMALLEST_FONT) whose fullest panel (the time,
+    the score and three class lines with the longest names) fits the panel budget."""
+    from PIL import Image, ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (8, 8)))
+    names = sorted((class_names[i] for i in abnormal_ids(len(class_names), normal_id)), key=len, reverse=True)
+    worst = _panel_lines("0:00:00.0", 1.0, True, [(n, 1.0) for n in (names[:3] or ["-"])])
+    size = max(SMALLEST_FONT, height // 24)
+    while True:
+        font = _font(size)
+        w, h, _ = _text_size(draw, worst, font)
+        if size <= SMALLEST_FONT or (w + 8 <= PANEL_WIDTH * width and h + 6 <= PANEL_HEIGHT * height):
+            return font
+        size -= 1
+
+
 def _open_writer(path: Path, width: int, height: int, rate: Fraction):
     import av
 
@@ -66,8 +114,14 @@ def render_frame(
     normal_id: int,
     threshold: float,
     font=None,
+    time_s: float | None = None,
+    index: int | None = None,
 ) -> np.ndarray:
-    """One annotated frame: (H, W, 3) uint8 in -> (H', W', 3) uint8 out, H' and W' even."""
+    """One annotated frame: (H, W, 3) uint8 in -> (H', W', 3) uint8 out, H' and W' even.
+
+    Top left: the time (`time_s`, else `#index`) and the score; while the score is at or above
+    the threshold also the three most probable abnormal classes. A red border marks an alarm, a
+    blue one a normal frame. `font`: from `panel_font` (computed here when not given)."""
     from PIL import Image, ImageDraw
 
     h, w = frame.shape[:2]
@@ -78,20 +132,16 @@ def render_frame(
     H, W = img.height, img.width
     bw = border_width(H, W)
     alarm = score >= threshold
-    colour = RED if alarm else BLUE
-    font = font or _font(max(10, min(H, W) // 18))
+    font = font or panel_font(H, W, class_names, normal_id)
 
     top = sorted(abnormal_ids(len(class_names), normal_id), key=lambda i: -float(probs[i]))[:3]
-    lines = [f"anomaly {score:.3f}" + ("  ALERT" if alarm else "")]
-    lines += [f"{class_names[i]} {float(probs[i]):.2f}" for i in top]
-    x, y = bw + 4, bw + 4
-    boxes = [draw.textbbox((0, 0), t, font=font) for t in lines]
-    line_h = max(b[3] - b[1] for b in boxes) + 3
-    text_w = max(b[2] - b[0] for b in boxes)
-    draw.rectangle([x - 3, y - 3, x + text_w + 3, y + line_h * len(lines) + 1], fill=(0, 0, 0, 150))
+    lines = _panel_lines(clock(time_s, index), score, alarm, [(class_names[i], float(probs[i])) for i in top])
+    text_w, text_h, line_h = _text_size(draw, lines, font)
+    x, y = bw + 3, bw + 3
+    draw.rectangle([x - 2, y - 2, x + text_w + 2, y + text_h], fill=(0, 0, 0, 150))
     for k, t in enumerate(lines):
         draw.text((x, y + k * line_h), t, font=font, fill=(255, 110, 110) if k == 0 and alarm else (255, 255, 255))
-    draw.rectangle([0, 0, W - 1, H - 1], outline=colour, width=bw)
+    draw.rectangle([0, 0, W - 1, H - 1], outline=RED if alarm else BLUE, width=bw)
     return np.asarray(img.convert("RGB"))
 
 
@@ -110,12 +160,15 @@ class OverlayWriter:
         self._container = self._stream = self._font = None
         self.count = 0
 
-    def add(self, frame: np.ndarray, score: float, probs: np.ndarray) -> None:
+    def add(self, frame: np.ndarray, score: float, probs: np.ndarray, time_s: float | None = None) -> None:
+        """Append one frame; `time_s` (seconds) is shown, else the frame's number."""
         import av
 
-        if self._font is None:
-            self._font = _font(max(10, min(frame.shape[:2]) // 18))
-        img = render_frame(frame, float(score), probs, self.class_names, self.normal_id, self.threshold, self._font)
+        if self._font is None:  # the frame size is known from the first frame on
+            h, w = frame.shape[:2]
+            self._font = panel_font(h + h % 2, w + w % 2, self.class_names, self.normal_id)
+        img = render_frame(frame, float(score), probs, self.class_names, self.normal_id, self.threshold, self._font,
+                           time_s=time_s, index=self.count)
         if self._container is None:
             self._container, self._stream = _open_writer(self._file.tmp, img.shape[1], img.shape[0], self.rate)
         vf = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -126,15 +179,16 @@ class OverlayWriter:
         self.count += 1
 
     def close(self, ok: bool = True) -> None:
-        """Finish the file (`ok=True`) or drop it."""
+        """Finish the file (`ok=True`) or drop it; later calls do nothing."""
+        container, self._container = self._container, None
         try:
-            if self._container is not None:
+            if container is not None:
                 if ok:
                     for packet in self._stream.encode():
-                        self._container.mux(packet)
-                self._container.close()
-            if ok and self._container is not None:
-                self._file.commit()
+                        container.mux(packet)
+                container.close()
+                if ok:
+                    self._file.commit()
         finally:
             self._file.discard()
 
@@ -148,12 +202,14 @@ def write_overlay(
     normal_id: int,
     threshold: float,
     fps: float | None = None,
+    times=None,
 ) -> Path:
-    """Write `out_path` (mp4): every frame of `frames` with its score and top-3 abnormal classes.
+    """Write `out_path` (mp4): every frame of `frames` with its time, score and top-3 abnormal classes.
 
     `scores` (T,) and `probs` (T, C) hold one row per frame (T must equal the frame count);
     `class_names` (C) index `probs`' columns; `normal_id` is left out of the top 3. `fps`: frame
-    rate of the written video (default 30). Returns `out_path`.
+    rate of the written video (default 30); the time shown is `times[i]` (seconds) if given, else
+    i / fps, else the frame number. Returns `out_path`.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     probs = np.asarray(probs, dtype=np.float64)
@@ -168,7 +224,8 @@ def write_overlay(
         for frame in frames:
             if writer.count >= total:
                 raise InputError(f"the video has more frames than the {total} scores given")
-            writer.add(frame, scores[writer.count], probs[writer.count])
+            i = writer.count
+            writer.add(frame, scores[i], probs[i], times[i] if times is not None else (i / fps if fps else None))
         if writer.count != total:
             raise InputError(f"the video has {writer.count} frames but {total} scores were given")
         ok = True

@@ -94,7 +94,7 @@ def predict_video(
     where = written.paths["csv"].parent
     return (
         f"  {job.display}: {prediction.num_frames} frames, max score {float(prediction.scores.max()):.3f}, "
-        f"{len(written.spans)} anomalous span(s) -> {where}/{{{','.join(names)}}}"
+        f"{len(written.spans)} event(s) -> {where}/{{{','.join(names)}}}"
     )
 
 
