@@ -175,3 +175,28 @@ def test_a_clip_path_that_does_not_exist_says_so(spec):
     with pytest.raises(InputError, match="CLIP not found: no such file or folder") as e:
         load_clip_tower(spec, "text")
     assert spec in str(e.value) and "Repo id" not in str(e.value)
+
+
+def test_an_unreachable_hub_fails_at_once_without_the_clients_retries(monkeypatch):
+    import socket
+
+    from huggingface_hub import constants
+
+    import anomalyclip.clip_sources as sources
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    port = listening.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    assert sources.hub_reachable()
+    listening.close()  # nothing listens on that port any more
+    assert not sources.hub_reachable()
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+    real = sources._from_pretrained
+    monkeypatch.setattr(sources, "_from_pretrained", lambda *a, **k: calls.append(k) or real(*a, **k))
+    with pytest.raises(InputError, match="cannot be reached"):
+        load_clip_tower("nobody/no-such-clip", "text")
+    assert calls == [{"local_files_only": True}]  # the cache was read; the network was never tried

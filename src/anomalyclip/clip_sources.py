@@ -159,6 +159,23 @@ def _from_openai_file(path: Path, tower: str, trust: bool) -> ClipTower:
     return ClipTower(model.eval(), str(path), sha256_files([path]), None if scale is None else float(scale.detach().float().exp()))
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the hub's endpoint. Without it, a machine with no network waits
+    through the hub client's retries (tens of seconds of warnings) before the same error."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _from_hub(repo_id: str, tower: str) -> ClipTower:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     model = None
@@ -166,7 +183,7 @@ def _from_hub(repo_id: str, tower: str) -> ClipTower:
         model = _from_pretrained(repo_id, tower, local_files_only=True)
     except OSError:
         pass
-    if model is None and not offline:
+    if model is None and not offline and hub_reachable():
         try:
             model = _from_pretrained(repo_id, tower)
         except (OSError, ValueError):
