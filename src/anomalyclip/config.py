@@ -13,7 +13,8 @@ from typing import Any
 
 from anomalyclip.clip_config import DEFAULT_CLIP
 
-
+LOGGERS = ("csv", "tensorboard", "mlflow")  # where the per-epoch numbers go besides the CSV
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")  # Lightning's names: float32, or autocast to that type
 
 @dataclass
 class ModelConfig:
@@ -83,6 +84,8 @@ class TrainConfig:
     devices: int = 1
     accelerator: str = "auto"
     eval_frames_per_forward: int = 16384  # several test videos are scored per forward up to this
+    logger: str = "csv"  # one of LOGGERS: the CSV always, and this tracker too
+    precision: str = "32"  # one of PRECISIONS, passed to Lightning's Trainer
 
     def check(self) -> None:
         """Refuse values that cannot train, one line each, before anything is written."""
@@ -99,6 +102,8 @@ class TrainConfig:
             ("--eval-every", self.eval_every, self.eval_every >= 0, "an integer >= 0 (0: only at the end)"),
             ("--num-workers", self.num_workers, self.num_workers >= 0, "an integer >= 0"),
             ("warm-up", self.warmup, 0 <= self.warmup, "an integer >= 0"),
+            ("--logger", self.logger, self.logger in LOGGERS, f"one of {', '.join(LOGGERS)}"),
+            ("--precision", self.precision, self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
         ]
         for flag, value, ok, expected in rules:
             if not ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,6 +28,14 @@ def _plain_tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
 
 
+def export_meta(loaded: LoadedModel) -> dict[str, Any]:
+    """The `config.json` of an export of `loaded` (the safetensors and the ONNX exports share it)."""
+    meta = model_meta(loaded.model, loaded.threshold)
+    meta["source"] = loaded.source
+    meta.update({k: loaded.meta[k] for k in RUN_KEYS if k in loaded.meta})
+    return meta
+
+
 def save_export(loaded: LoadedModel, out_dir: str | Path) -> Path:
     """Write a loaded model to `out_dir` (weights first, then the config that marks it complete)."""
     from safetensors import SafetensorError
@@ -35,9 +44,7 @@ def save_export(loaded: LoadedModel, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("the export destination exists and is not a folder", out_dir)
-    meta = model_meta(loaded.model, loaded.threshold)
-    meta["source"] = loaded.source
-    meta.update({k: loaded.meta[k] for k in RUN_KEYS if k in loaded.meta})
+    meta = export_meta(loaded)
     with OutputSet(out_dir) as files:
         with atomic_path(files.path(WEIGHTS_NAME)) as tmp:
             try:
@@ -55,8 +62,13 @@ def load_export(path: str | Path) -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from anomalyclip.checkpoint.onnx_export import is_onnx_export
+
     path = Path(path)
     cfg_path, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
+    if not weights.is_file() and is_onnx_export(path):
+        raise InputError("an ONNX export holds no PyTorch weights: it scores with predict and stream only; "
+                         "give the checkpoint it was exported from, or a safetensors export", path)
     for f in (cfg_path, weights):
         if not f.is_file():
             raise InputError(f"not an exported model folder: {f.name} is missing", path)

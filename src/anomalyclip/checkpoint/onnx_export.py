@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch._higher_order_ops.scan import scan  # a prototype API; the exporter maps it to ONNX Scan
 
+from anomalyclip.checkpoint.validate import validate_export_config
 from anomalyclip.errors import InputError
 from anomalyclip.fileio import atomic_path, write_json
 
@@ -46,6 +47,18 @@ FRAMES_AXIS = "frames"
 INSTALL_HINT = "pip install 'anomalyclip[onnx]'"
 EXPORT_PACKAGES = ("onnx", "onnxscript")  # torch's dynamo exporter needs both
 SCORE_PACKAGES = ("onnxruntime",)
+
+
+def is_onnx_export(path: str | Path) -> bool:
+    """A folder whose `config.json` names an ONNX file (what `export_onnx` writes)."""
+    cfg_path = Path(path) / CONFIG_NAME
+    if not cfg_path.is_file():
+        return False
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # not ours to judge here: the loader names what is wrong with it
+    return isinstance(meta, dict) and ONNX_KEY in meta
 
 
 def require_onnx(packages: Sequence[str]) -> None:
@@ -212,9 +225,12 @@ class OnnxScorer:
 
     `score(features (T, D))` -> `(scores (T,), probs (T, C))` as float32 numpy arrays; the same
     numbers as `AnomalyCLIP.score_videos` to float rounding. `threads` fixes onnxruntime's
-    intra-op threads (0: its default, one per core)."""
+    intra-op threads (0: its default, one per core). It is a `scoring.Scoring`."""
 
     source = "onnx"
+    name = "onnxruntime"
+    batches = False  # the graph takes one video
+    device = torch.device("cpu")  # where the input goes: onnxruntime reads host memory
 
     def __init__(self, path: str | Path, threads: int = 0):
         path = Path(path)
@@ -231,6 +247,7 @@ class OnnxScorer:
             frames_per_item = int(model_cfg["num_segments"]) * int(model_cfg["seg_length"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise InputError(f"not an ONNX export configuration (no valid {e} entry)", cfg_path) from None
+        validate_export_config(meta, cfg_path)  # the checks the safetensors export's config gets
         onnx_path = path / str(onnx_name)
         if not onnx_path.is_file():
             raise InputError(f"not an exported model folder: {onnx_path.name} is missing", path)

@@ -12,7 +12,8 @@ HELP = "per-frame scores, classes and plots for videos"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="our .ckpt, an exported folder, or the authors' last.ckpt")
+    p.add_argument("--checkpoint", required=True,
+                   help="our .ckpt, an exported folder (safetensors, or ONNX: scored by onnxruntime), or the authors' last.ckpt")
     p.add_argument("--features", nargs="+", metavar="PATH", help="per-video .npy feature files (T, D) or folders of them (recursive)")
     p.add_argument("--video", nargs="+", metavar="FILE", help="video files or frame folders: features are extracted first")
     p.add_argument("--labels", help="labels CSV (id,name) for an authors' checkpoint whose class count is not a shipped table's")
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if threshold is not None:
         predictor.threshold, predictor.threshold_source = threshold, "option"
     writer = PredictionWriter(out, predictor.class_names, predictor.normal_id, predictor.threshold_source, rules)
-    described = f"threshold {predictor.threshold:.4g} ({predictor.threshold_source}); classes: {', '.join(predictor.class_names)}"
+    described = (f"scored by {predictor.backend}; threshold {predictor.threshold:.4g} ({predictor.threshold_source}); "
+                 f"classes: {', '.join(predictor.class_names)}")
     if items:
         print(f"{len(items)} feature file(s); {described}")
     for path, name in items:

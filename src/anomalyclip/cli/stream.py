@@ -20,7 +20,8 @@ def _option(text: str) -> tuple[str, str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="our .ckpt, an exported folder, or the authors' last.ckpt")
+    p.add_argument("--checkpoint", required=True,
+                   help="our .ckpt, an exported folder (safetensors, or ONNX: scored by onnxruntime), or the authors' last.ckpt")
     p.add_argument("--source", required=True,
                    help="a video file, a URL (rtsp://, http://, ...) or a V4L2 device (/dev/video0), opened by PyAV")
     p.add_argument("--clip", help="CLIP image tower: a hub id or a local transformers folder (default ViT-B/16)")
@@ -82,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     names, normal = predictor.class_names, predictor.normal_id
     min_frames, gap = rules.frames(rate)
     _say(f"stream {args.source} ({'live' if source.live else 'file'}, {f'{rate:g} fps' if rate else 'rate unknown'}); "
-         f"window {scorer.window} frames, hop {scorer.hop}; CLIP image encoder {encoder.model_id} on {encoder.device}; "
+         f"window {scorer.window} frames, hop {scorer.hop}, scored by {predictor.backend}; "
+         f"CLIP image encoder {encoder.model_id} on {encoder.device}; "
          f"threshold {predictor.threshold:.4g} ({predictor.threshold_source}); events: >= {min_frames} frames, "
          f"gaps <= {gap} frames merge")
     writer = PredictionWriter(args.out, names, normal, predictor.threshold_source, rules) if args.out else None

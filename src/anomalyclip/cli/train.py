@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 
 from anomalyclip.cli.common import add_checkpoint_flags, add_data_flags, data_config, out_dir
-from anomalyclip.config import RunConfig
+from anomalyclip.config import LOGGERS, PRECISIONS, RunConfig
 from anomalyclip.errors import InputError
 from anomalyclip.presets import PRESETS
 
 NAME = "train"
 HELP = "train on pre-extracted CLIP features"
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "devices", "seed", "eval_every", "num_workers")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "devices", "seed", "eval_every", "num_workers", "logger", "precision")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-every", type=int, help="epochs between test evaluations (0: only at the end)")
     p.add_argument("--num-workers", type=int, help="data loader workers per loader")
+    p.add_argument("--logger", choices=LOGGERS, help="where the per-epoch numbers go besides logs/version_N/metrics.csv "
+                                                    "(default csv: only there; tensorboard, mlflow: optional extras)")
+    p.add_argument("--precision", choices=PRECISIONS, help="32 (default), bf16-mixed (CPU or GPU) or 16-mixed (GPU): "
+                                                          "Lightning's mixed precision")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.ckpt")
     p.add_argument("--init-from", metavar="CKPT", help="start from released weights: the authors' last.ckpt, "
                                                        "one of ours, or an exported folder")

@@ -69,7 +69,7 @@ class StreamScorer:
         encode_batch: int | None = None,
     ):
         self.predictor = predictor
-        self.window = int(window or predictor.model.cfg.frames_per_item)
+        self.window = int(window or predictor.frames_per_item)
         if not 1 <= int(hop) <= self.window:
             raise InputError(f"--hop must be between 1 and the window of {self.window} frames, got {hop}")
         self.hop = int(hop)

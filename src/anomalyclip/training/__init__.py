@@ -4,6 +4,7 @@
 * `data`: the training loaders and the validation videos
 * `callbacks`: checkpoints and files kept each epoch, progress
 * `checkpoint_io`: durable checkpoint writes, safe reads
+* `loggers`: the CSV and the optional tracker (TensorBoard, MLflow)
 * `rng`: every random stream, saved and restored for exact resume
 * `init_from`: starting from released weights
 * `run`: `train(cfg, out)`

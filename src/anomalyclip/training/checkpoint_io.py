@@ -18,7 +18,14 @@ from anomalyclip.fileio import atomic_path
 class DurableCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         with atomic_path(Path(path), durable=True) as tmp, open(tmp, "wb") as f:
-            torch.save(checkpoint, f)  # through a file object a full disk is an OSError, not torch's RuntimeError
+            try:
+                torch.save(checkpoint, f)  # through a file object a full disk is an OSError, not torch's RuntimeError
+            except RuntimeError as e:
+                # ... except when the first write fails: the zip writer's closing check then raises
+                # over that OSError ("unexpected pos"); the disk's error is the one to report
+                if isinstance(e.__context__, OSError):
+                    raise e.__context__ from None
+                raise
 
     def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_torch_file(path, trust=False)

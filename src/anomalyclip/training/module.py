@@ -67,7 +67,9 @@ class AnomalyCLIPModule(L.LightningModule):
         self._text = self.model.text_features()
 
     def validation_step(self, batch, batch_idx):
-        self.evaluator.score(self.model, batch, self._text)
+        # float32 whatever the training precision: the numbers `eval` gets from the checkpoint
+        with torch.autocast(self.device.type, enabled=False):
+            self.evaluator.score(self.model, batch, self._text)
 
     def on_validation_epoch_end(self):
         m = self.evaluator.compute().metrics

@@ -1,6 +1,7 @@
 """One training run into one folder: `config.json` (every value, and the absolute paths of the
 files read), `checkpoints/`, `logs/` (metrics.csv per epoch: every loss term, the learning rate,
-test metrics), `eval_history.json`; resumable from `checkpoints/last.ckpt`."""
+test metrics; the same to TensorBoard or MLflow with `logger`), `eval_history.json`; resumable from
+`checkpoints/last.ckpt`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import CSVLogger
 
 from anomalyclip.config import RunConfig
 from anomalyclip.data.datasets import normal_centroid
@@ -25,6 +25,7 @@ from anomalyclip.training.callbacks import LAST, EpochBar, EpochFiles, progress_
 from anomalyclip.training.checkpoint_io import DurableCheckpointIO
 from anomalyclip.training.data import FeatureData
 from anomalyclip.training.init_from import model_config_from, transfer
+from anomalyclip.training.loggers import build_loggers, require_logger
 from anomalyclip.training.module import AnomalyCLIPModule
 
 
@@ -45,6 +46,38 @@ def trainer_options(cfg: RunConfig) -> dict[str, Any]:
         enable_checkpointing=False,  # EpochFiles keeps the checkpoints
         log_every_n_steps=1,
         deterministic=False,
+        precision=t.precision,
+    )
+
+
+def _runs_on_cpu(accelerator: str) -> bool:
+    """Lightning's choice for "auto": a CUDA GPU, else Apple's MPS, else the CPU."""
+    import torch
+
+    if accelerator == "auto":
+        mps = getattr(torch.backends, "mps", None)
+        return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+    return accelerator == "cpu"
+
+
+def check_precision(cfg: RunConfig) -> None:
+    """Lightning 2.6 turns 16-mixed on the CPU into bf16-mixed with a warning; the run's
+    config.json would then name a precision it did not train with, so refuse it instead."""
+    if cfg.train.precision == "16-mixed" and _runs_on_cpu(cfg.train.accelerator):
+        raise InputError("--precision 16-mixed (float16 autocast with loss scaling) needs a GPU; on the CPU use "
+                         "bf16-mixed or 32")
+
+
+def make_trainer(cfg: RunConfig, out: Path, progress: bool = True, loggers: list | None = None) -> L.Trainer:
+    """The run's Trainer: its loggers, the epoch files, the progress display, durable checkpoints."""
+    shown = progress_callbacks(progress)
+    return L.Trainer(
+        default_root_dir=out,
+        logger=loggers if loggers is not None else False,
+        callbacks=[EpochFiles(out), LearningRateMonitor(logging_interval="epoch"), *shown],
+        plugins=[DurableCheckpointIO()],
+        enable_progress_bar=any(isinstance(c, EpochBar) for c in shown),
+        **trainer_options(cfg),
     )
 
 
@@ -69,6 +102,8 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
     if not resume and last.is_file():
         raise InputError("the run folder already holds a run; pass --resume to continue it or choose another --out", out)
     cfg.train.check()
+    require_logger(cfg.train.logger)
+    check_precision(cfg)
     if resume:  # a write killed halfway leaves its hidden temporary file; the checkpoint itself is whole
         for torn in last.parent.glob(".*.tmp*"):
             torn.unlink()
@@ -82,20 +117,16 @@ def train(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: b
     if not resume and not (transferred and keep_centroid):
         model.centroid.copy_(normal_centroid(data.train_normal, data.features, cfg.model.feature_dim))
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", json.loads(json.dumps(cfg.to_dict())))
+    recorded = json.loads(json.dumps(cfg.to_dict()))
+    write_json(out / "config.json", recorded)
     # the selector's statistics over the whole batch under DDP, as the authors' config
     # (`sync_batchnorm: True`) has it
     model.selector.synchronised = cfg.train.devices > 1
     module = AnomalyCLIPModule(model, cfg, data.classes)
-    shown = progress_callbacks(progress)
-    trainer = L.Trainer(
-        default_root_dir=out,
-        logger=CSVLogger(out, name="logs"),  # logs/version_N: a resumed run never overwrites
-        callbacks=[EpochFiles(out), LearningRateMonitor(logging_interval="epoch"), *shown],
-        plugins=[DurableCheckpointIO()],
-        enable_progress_bar=any(isinstance(c, EpochBar) for c in shown),
-        **trainer_options(cfg),
-    )
+    loggers, where = build_loggers(cfg.train.logger, out, recorded, cfg.preset)
+    trainer = make_trainer(cfg, out, progress, loggers)
+    if where and trainer.is_global_zero:
+        print(where, flush=True)
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     best = out / "checkpoints" / "best_on_test.ckpt"
