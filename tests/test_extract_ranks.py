@@ -8,7 +8,7 @@ import itertools
 import os
 import random
 import re
-import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,7 +23,6 @@ from anomalyclip.errors import InputError
 from anomalyclip.fileio import OutputSet
 from anomalyclip.video import store
 from anomalyclip.video.decode import read_frames
-from anomalyclip.video.encoder import save_random_clip_vision
 from anomalyclip.video.jobs import find_videos
 from anomalyclip.video.runner import run_extract
 from anomalyclip.video.shards import balanced_plan, header_frames, plan_extraction
@@ -163,11 +162,6 @@ def test_world_from_env():
 
 # ---------------------------------------------------------------------- whole runs under torchrun
 @pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory) -> Path:
-    return save_random_clip_vision(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=1)
-
-
-@pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("ranks") / "in"
     for i, (rel, n) in enumerate(VIDEOS.items()):
@@ -188,16 +182,36 @@ def single(videos, clip_dir, tmp_path_factory) -> Path:
     return out
 
 
+TORCHRUN_ENV = {
+    **os.environ,
+    "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    "HF_HUB_OFFLINE": "1",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONWARNINGS": "ignore",
+}
+
+
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONWARNINGS": "ignore",
-    }
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(cmd, cwd=cwd, env=TORCHRUN_ENV, capture_output=True, text=True, timeout=240)
+
+
+def two_nodes(node_args: list[list[str]], cwd: Path) -> list[tuple[int, str]]:
+    """Two torchrun "nodes" of one process each on this machine, as on two machines: (status, stderr)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logs = [cwd / f"node{rank}.err" for rank in range(len(node_args))]
+    procs = []
+    for rank, args in enumerate(node_args):
+        with open(logs[rank], "w") as err:  # a file, not a pipe, so that neither node can block on it
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
+                 "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
+                 "-m", "anomalyclip", *args],
+                cwd=cwd, env=TORCHRUN_ENV, stdout=subprocess.DEVNULL, stderr=err,
+            ))
+    return [(p.wait(timeout=240), log.read_text()) for p, log in zip(procs, logs)]
 
 
 def extract_args(videos: Path, out: Path, clip_dir: Path) -> list[str]:
@@ -263,6 +277,28 @@ def test_a_killed_rank_then_a_rerun_completes_the_set(tmp_path, videos, clip_dir
         assert np.abs(np.load(out / p.relative_to(single)) - np.load(p)).max() <= 1e-6
     for name in [store.NORMAL_LIST, store.ABNORMAL_LIST]:
         assert (out / name).read_text() == (single / name).read_text()
+
+
+def test_two_nodes_equal_one_process(tmp_path, videos, clip_dir, single):
+    """Node 1's only process has LOCAL_RANK 0 and RANK 1: it takes rank 1's share."""
+    out = tmp_path / "out"
+    (rc0, err0), (rc1, err1) = two_nodes([extract_args(videos, out, clip_dir)] * 2, tmp_path)
+    assert rc0 == 0 and rc1 == 0, (err0[-2000:], err1[-2000:])
+    assert bar_total(err0, 0) == 3 and bar_total(err1, 1) == 2
+    assert "frames each" in err0 and "frames each" not in err1  # rank 0 alone prints the plan and the summary
+    assert files_under(out) == files_under(single)
+    for p in single.rglob("*.npy"):
+        assert np.abs(np.load(out / p.relative_to(single)) - np.load(p)).max() <= 1e-6
+
+
+def test_nodes_that_see_different_videos_stop_before_writing(tmp_path, videos, clip_dir):
+    out = tmp_path / "out"
+    node0 = extract_args(videos, out, clip_dir)
+    node1 = extract_args(videos / "Abuse", out, clip_dir)
+    for (rc, err) in two_nodes([node0, node1], tmp_path):
+        assert rc != 0
+        assert "error: the processes do not see the same videos and outputs" in err, err[-2000:]
+    assert not out.exists() or not any(out.rglob("*.npy"))
 
 
 def test_stale_staging_is_removed_on_rerun(tmp_path, clip_dir):

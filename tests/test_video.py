@@ -86,11 +86,6 @@ def files_under(root: Path) -> set[str]:
 
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory) -> Path:
-    return save_random_clip_vision(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=1)
-
-
-@pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("videos") / "UCF"
     make_video(root / "Abuse" / "Abuse001_x264.mp4", 200, 320, 240, seed=1)
