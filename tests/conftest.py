@@ -60,6 +60,14 @@ TINY_SPEC = SyntheticSpec(
 )
 
 
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    """A tiny random CLIP image tower saved to a folder (`--clip DIR`)."""
+    from anomalyclip.video.encoder import save_random_clip_vision
+
+    return save_random_clip_vision(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=1)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     return write_synthetic(tmp_path_factory.mktemp("synthetic"), TINY_SPEC)

@@ -86,11 +86,6 @@ def files_under(root: Path) -> set[str]:
 
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory) -> Path:
-    return save_random_clip_vision(tmp_path_factory.mktemp("clip") / "tiny-clip", seed=1)
-
-
-@pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("videos") / "UCF"
     make_video(root / "Abuse" / "Abuse001_x264.mp4", 200, 320, 240, seed=1)
@@ -374,8 +369,9 @@ def test_encoder_loading(tmp_path):
         ClipImageEncoder(tmp_path, device="cpu")
 
 
-def test_two_processes_with_fabric(tmp_path, clip_dir):
-    """--devices 2 on CPU: two DDP ranks split the videos; the result equals one process's."""
+def test_two_processes_with_devices(tmp_path, clip_dir):
+    """--devices 2 on CPU: two processes, ranks as under torchrun, split the videos; the result
+    equals one process's."""
     src = tmp_path / "in"
     make_video(src / "Abuse" / "a.mp4", 9, 96, 64, seed=1)
     make_video(src / "Normal" / "n.mp4", 7, 64, 96, seed=2)

@@ -92,6 +92,19 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
+STAGING_PREFIX = ".staging-"
+
+
+def remove_staging(folder: str | Path) -> int:
+    """Remove the staging folders an `OutputSet` left in `folder` when its process was killed
+    (it removes its own otherwise). Only safe while nothing else writes into `folder`.
+    Returns how many were removed."""
+    found = [p for p in Path(folder).glob(STAGING_PREFIX + "*") if p.is_dir()]
+    for p in found:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(found)
+
+
 class OutputSet:
     """Files that belong together (an evaluation's metrics, predictions and figures; one video's
     outputs), written into a hidden staging folder inside `folder` and moved into place, in the
@@ -112,7 +125,7 @@ class OutputSet:
             raise output_error(self.folder, FileExistsError(17, "exists"))
         _mkdir(self.folder)
         try:
-            self.root = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.folder))
+            self.root = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.folder))
         except OSError as e:
             raise output_error(self.folder, e) from None
         return self

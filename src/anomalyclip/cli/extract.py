@@ -10,7 +10,9 @@
   preprocessing) is skipped; an interruption loses at most the video in progress.
 * `--labels CSV` also writes `OUT/Anomaly_Train_Normal.txt` and `OUT/Anomaly_Train_Abnormal.txt`,
   the class of a video being its parent folder's name.
-* `--devices N` runs N processes with Lightning Fabric (DDP), each taking its share.
+* `--devices N` runs N processes on this machine; `torchrun --nnodes M --nproc-per-node G -m
+  anomalyclip extract ...` runs M x G over several. Each process extracts its share of the
+  videos, balanced by frame count, and writes its own files; rank 0 writes the lists at the end.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=_fps_arg, default=None, metavar="native|N",
                    help="'native' (every frame, default) or a target rate sampled by timestamp")
     p.add_argument("--devices", type=positive_int, default=1, metavar="N",
-                   help="processes (one GPU each with cuda), each taking a share of the videos (default: 1)")
+                   help="processes on this machine (one GPU each with cuda), each taking a share of the videos "
+                        "(default: 1; under torchrun leave it at 1: torchrun starts the processes)")
     p.add_argument("--labels", default=None, metavar="CSV",
                    help="labels CSV (id,name): also write Anomaly_Train_Normal.txt and "
                         "Anomaly_Train_Abnormal.txt, class = parent folder name")

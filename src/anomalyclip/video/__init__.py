@@ -6,6 +6,7 @@
 * `pipeline`: one video through decode -> preprocess -> encode, stages overlapping
 * `frames`: decoded frames kept for a second use without decoding again
 * `jobs`, `store`, `runner`: the resumable, shardable extraction job
+* `world`, `launch`, `shards`: its ranks (torchrun's or `--devices`'), and which videos each extracts
 * `predict`: `predict --video`, from a video to scores and files
 * `overlay`: the annotated video
 """

@@ -1,5 +1,6 @@
 """The extraction job: videos -> `store` files, skipping finished ones, one process or several
-(Lightning Fabric, DDP) with each rank taking its share.
+(ranks of torchrun, or `--devices G` on one machine: `world`, `launch`), each rank extracting
+its frame-balanced share (`shards`) and writing its own files.
 
 A bad video (missing, empty, unreadable, corrupt) is reported as one `error:` line; the job goes
 on with the rest and exits with status 1 at the end, listing the failed videos. With a labels
@@ -23,6 +24,7 @@ from anomalyclip.errors import InputError
 from anomalyclip.video.decode import parse_fps
 from anomalyclip.video import store
 from anomalyclip.video.jobs import VideoJob, find_videos, label_for_folder
+from anomalyclip.video.world import Group, World
 
 # ranks finish their shares at different times and meet at a barrier: allow for a long imbalance
 # (a process killed outright, e.g. by the OOM killer, makes the others wait this long)
@@ -100,12 +102,7 @@ def extract_shard(
     jobs: list[VideoJob], encoder, opt: ExtractOptions, rank: int = 0, world: int = 1, result: ShardResult | None = None
 ) -> ShardResult:
     """Extract `jobs` one by one into `result`; bad videos are recorded and the rest go on."""
-    settings = {
-        "clip_model": encoder.model_id,
-        "clip_weights_sha256": encoder.weights_sha256,
-        "target_fps": opt.fps,
-        "preprocessing": encoder.settings.to_dict(),
-    }
+    settings = _settings(encoder, opt)
     result = ShardResult() if result is None else result
     progress = _Progress(len(jobs), rank, world)
     try:
@@ -130,12 +127,18 @@ def extract_shard(
     return result
 
 
-def _gather(fabric, result: ShardResult) -> ShardResult:
-    import torch.distributed as dist
+def _settings(encoder, opt: ExtractOptions) -> dict[str, Any]:
+    """What a finished video's sidecar must match to be reused (`store.settings_conflict`)."""
+    return {
+        "clip_model": encoder.model_id,
+        "clip_weights_sha256": encoder.weights_sha256,
+        "target_fps": opt.fps,
+        "preprocessing": encoder.settings.to_dict(),
+    }
 
-    fabric.barrier()
-    parts: list[Any] = [None] * fabric.world_size
-    dist.all_gather_object(parts, result)
+
+def _gather(group: Group, result: ShardResult) -> ShardResult:
+    parts: list[ShardResult] = group.all_gather(result)
     return ShardResult([f for p in parts for f in p.failed], sum(p.done for p in parts), sum(p.skipped for p in parts))
 
 
@@ -159,40 +162,64 @@ def _report(jobs: list[VideoJob], result: ShardResult, label_ids, classes: Class
             _echo("the video lists leave the failed videos out")
 
 
-def _run_rank(jobs: list[VideoJob], label_ids, classes: ClassTable | None, opt: ExtractOptions, fabric=None) -> int:
+def _plan(jobs: list[VideoJob], encoder, opt: ExtractOptions, group: Group):
+    """The same plan on every rank, checked: no rank writes before all have planned."""
+    from anomalyclip.fileio import remove_staging
+    from anomalyclip.video.shards import plan_extraction
+
+    world = group.world
+    plan = plan_extraction(jobs, opt.out, _settings(encoder, opt), world.size, opt.fps, opt.frames_fps)
+    if world.rank == 0:
+        remove_staging(opt.out)  # left by a process killed mid-write; nobody writes yet
+        for _, why in plan.conflicts:
+            _echo(f"error: {why}")
+        todo = sum(len(s) for s in plan.shares)
+        spread = f" over {world.size} processes, {min(plan.frames)}-{max(plan.frames)} frames each" if world.size > 1 else ""
+        _echo(f"{todo} video(s) to extract{spread}; {plan.skipped} already extracted")
+    if len(set(group.all_gather(plan.digest()))) > 1:
+        raise InputError(
+            "the processes do not see the same videos and outputs: give every node the same --videos and "
+            "--out paths on a shared file system"
+        )
+    return plan
+
+
+def _run_rank(jobs: list[VideoJob], label_ids, classes: ClassTable | None, opt: ExtractOptions, world: World | None = None) -> int:
+    """One rank's whole job (the only one, or one of torchrun's): plan, extract its share, meet
+    the others; rank 0 then reports and writes the lists."""
     import torch
 
     from anomalyclip.video.encoder import ClipImageEncoder
+    from anomalyclip.video.world import process_group
 
-    rank, world = (fabric.global_rank, fabric.world_size) if fabric is not None else (0, 1)
+    world = world or World.from_env() or World()  # --devices' processes find theirs in the environment
     build = partial(ClipImageEncoder, opt.clip, batch_size=opt.batch_size, preprocess=opt.preprocess)
-    if fabric is None:
-        encoder = build(device=opt.device)
-        result = extract_shard(jobs, encoder, opt)
-    else:
-        if fabric.device.type == "cpu":
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-        with fabric.rank_zero_first():  # a hub download happens once
-            encoder = build(device=fabric.device)
+    device = world.device(opt.device)
+    with process_group(world, device, _DDP_TIMEOUT) as group:
+        if group.joined and device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_size))
+        with group.rank_zero_first():  # a hub download happens once
+            encoder = build(device=device)
+        plan = _plan(jobs, encoder, opt, group)
+        by_rel = {j.rel: j for j in jobs}
         crash: Exception | None = None
         result = ShardResult()
         try:
-            extract_shard(jobs[rank::world], encoder, opt, rank, world, result)
-        except Exception as e:  # still meet the other ranks at the barrier, then fail
+            extract_shard([by_rel[r] for r in plan.shares[world.rank]], encoder, opt, world.rank, world.size, result)
+        except Exception as e:  # still meet the other ranks, then fail
+            if not group.joined:
+                raise
             crash = e
-            result.failed.append((f"rank {rank}", f"process {rank} stopped: {type(e).__name__}: {e}"))
-        result = _gather(fabric, result)
-        if crash is not None:
-            if rank == 0:
-                _report(jobs, result, label_ids, classes, opt)
-            raise crash
-    if rank == 0:
-        _report(jobs, result, label_ids, classes, opt)
+            result.failed.append((f"rank {world.rank}", f"process {world.rank} stopped: {type(e).__name__}: {e}"))
+        result = _gather(group, result)
+        result.failed.extend(plan.conflicts)
+        result.skipped += plan.skipped
+        if world.rank == 0:
+            _report(jobs, result, label_ids, classes, opt)
+        group.barrier()  # the lists are written before any rank ends
+    if crash is not None:
+        raise crash
     return 1 if result.failed else 0
-
-
-def _fabric_entry(fabric, jobs, label_ids, classes, opt) -> int:
-    return _run_rank(jobs, label_ids, classes, opt, fabric=fabric)
 
 
 def run_extract(
@@ -211,7 +238,8 @@ def run_extract(
     """Extract features of `videos` into `out`. Returns the exit status: 0, or 1 if any video failed.
 
     `device`: "cpu" / "cuda" / None (cuda if available). `fps`: None or "native" (every frame) or a
-    target rate. `devices`: number of processes (Lightning Fabric DDP; with cuda, one GPU each).
+    target rate. `devices`: number of processes on this machine (with cuda, one GPU each); under
+    torchrun (RANK and WORLD_SIZE set) this process is one of its ranks and `devices` must be 1.
     `labels`: a labels CSV to also write the training video lists. `frames_fps`: the rate of frame
     folders, if known. Bad arguments, an unknown class folder or no videos at all raise InputError
     before anything is extracted.
@@ -224,6 +252,9 @@ def run_extract(
     if int(devices) < 1:
         raise InputError(f"--devices must be at least 1, got {devices}")
     devices = int(devices)
+    world = World.from_env()
+    if world is not None and devices > 1:
+        raise InputError("--devices starts processes on one machine; under torchrun give --nproc-per-node instead")
     fps = parse_fps(fps, "--fps", allow_native=True)
     dev = resolve_device(device)
     if dev.type == "cuda" and devices > _cuda_count():
@@ -238,14 +269,11 @@ def run_extract(
         label_ids = {j.rel: label_for_folder(j.class_folder, classes, j.source.parent) for j in jobs}
     out.mkdir(parents=True, exist_ok=True)
     opt = ExtractOptions(out, str(clip), int(batch_size), dev.type, fps, frames_fps, preprocess)
-    if devices == 1:
-        return _run_rank(jobs, label_ids, classes, opt)
+    if devices == 1 or world is not None:
+        return _run_rank(jobs, label_ids, classes, opt, world)
+    from anomalyclip.video.launch import run_local_ranks
 
-    from lightning.fabric import Fabric
-    from lightning.fabric.strategies import DDPStrategy
-
-    fabric = Fabric(accelerator=dev.type, devices=devices, strategy=DDPStrategy(timeout=_DDP_TIMEOUT))
-    return fabric.launch(partial(_fabric_entry, jobs=jobs, label_ids=label_ids, classes=classes, opt=opt))
+    return run_local_ranks(devices, _run_rank, (jobs, label_ids, classes, opt))
 
 
 def _cuda_count() -> int:

@@ -85,14 +85,25 @@ def write_video(job: VideoJob, out: Path, features: np.ndarray, sidecar: dict[st
         write_json(files.path(job.rel + ".json"), sidecar)
 
 
+def _npy_shape(path: Path) -> tuple[int, ...] | None:
+    """The array shape in a `.npy` header; None if it is not one."""
+    try:
+        return tuple(int(n) for n in np.load(path, mmap_mode="r").shape)  # a memory map: the header alone
+    except (OSError, ValueError):
+        return None
+
+
 def finished(job: VideoJob, out: Path, settings: dict[str, Any]) -> str | None:
-    """None when the video still has to be extracted; "done" when it is; else why its existing
-    outputs conflict with `settings`."""
+    """None when the video still has to be extracted (also when its `.npy` does not have the
+    shape its sidecar records); "done" when it is; else why its existing outputs conflict with
+    `settings`."""
     npy, side = job.npy(out), job.sidecar(out)
     if not (npy.exists() and side.exists()):
         return None
     old = read_sidecar(side)
     if old is None:
+        return None
+    if old.get("feature_shape") is not None and _npy_shape(npy) != tuple(old["feature_shape"]):
         return None
     why = settings_conflict(old, settings)
     if why is None:
