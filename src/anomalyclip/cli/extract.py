@@ -13,6 +13,10 @@
 * `--devices N` runs N processes on this machine; `torchrun --nnodes M --nproc-per-node G -m
   anomalyclip extract ...` runs M x G over several. Each process extracts its share of the
   videos, balanced by frame count, and writes its own files; rank 0 writes the lists at the end.
+* `--precision bf16|16` runs the image tower in bfloat16 / float16 (faster on GPUs; the features
+  drift from the float32 ones, see the README); the default 32 matches released features.
+* A video that decodes short of the frame count its header declares (a file cut short) fails
+  with one line and writes nothing, unless `--allow-short` keeps the frames decoded.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from anomalyclip.cli.common import positive_int
 from anomalyclip.clip_config import DEFAULT_CLIP
 from anomalyclip.errors import InputError
 from anomalyclip.video.decode import VIDEO_EXTENSIONS, parse_fps
+from anomalyclip.video.precision import PRECISIONS
 
 NAME = "extract"
 HELP = "CLIP features from video files"
@@ -50,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=positive_int, default=1, metavar="N",
                    help="processes on this machine (one GPU each with cuda), each taking a share of the videos "
                         "(default: 1; under torchrun leave it at 1: torchrun starts the processes)")
+    p.add_argument("--precision", choices=tuple(PRECISIONS), default="32",
+                   help="number format of the image tower: 32 (float32, default: matches released features), "
+                        "bf16 or 16 (float16, CUDA only); features are saved as float32 either way")
+    p.add_argument("--allow-short", action="store_true",
+                   help="keep the frames of a video that decodes short of its declared frame count "
+                        "(a file cut short) instead of failing it; its sidecar records both counts")
     p.add_argument("--labels", default=None, metavar="CSV",
                    help="labels CSV (id,name): also write Anomaly_Train_Normal.txt and "
                         "Anomaly_Train_Abnormal.txt, class = parent folder name")
@@ -60,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
 
     return run_extract(
         videos=args.videos, out=args.out, clip=args.clip, batch_size=args.batch_size, device=args.device,
-        fps=args.fps, devices=args.devices, labels=args.labels,
+        fps=args.fps, devices=args.devices, labels=args.labels, precision=args.precision,
+        allow_short=args.allow_short,
     )

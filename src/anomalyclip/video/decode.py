@@ -48,7 +48,7 @@ class VideoInfo:
     `fps` is the rate of the frames the reader yields: the target rate when sampling, else the
     native rate. `native_fps` is the container's average rate (None for a frame folder unless
     given). `declared_frames` is the container's frame count claim (often absent or inexact);
-    the real count is `VideoReader.frames_read` after iterating.
+    the real count is `VideoReader.frames_read` (`frames_decoded` before sampling) after iterating.
     """
 
     path: Path | str  # a URL stays a string
@@ -187,6 +187,7 @@ class VideoReader:
         self.target_fps = parse_fps(fps, "target fps")
         frames_fps = parse_fps(frames_fps, "frame-folder fps")
         self.frames_read = 0
+        self.frames_decoded = 0  # before sampling: compared with `info.declared_frames`
         self._container = None
         self._frame_files: list[Path] | None = None
         self._open_args = container_arguments(path, format, options)
@@ -275,6 +276,7 @@ class VideoReader:
                 else:
                     keep = True
                 decoded += 1
+                self.frames_decoded = decoded
                 if keep:
                     # same pixels as frame.to_ndarray(format="rgb24"), several times faster: the
                     # reformatter keeps its conversion context from frame to frame
@@ -304,6 +306,7 @@ class VideoReader:
         sampler = _Sampler(self.target_fps)
         native = self.info.native_fps
         for i, p in enumerate(self._frame_files):
+            self.frames_decoded = i + 1
             if sampler.fps is not None and not sampler.keep(i / native):
                 continue
             arr = self._read_image(p)

@@ -5,8 +5,13 @@
 `save_pretrained` wrote, OpenAI's `ViT-B-16.pt`, or an authors' `last.ckpt`).
 
 `encode(frames)` = preprocessing (`preprocess.py`) + vision transformer + visual projection,
-i.e. the `image_embeds` output, in float32 under `torch.inference_mode()`, `batch_size` frames
-at a time.
+i.e. the `image_embeds` output under `torch.inference_mode()`, `batch_size` frames at a time,
+returned as float32. The tower runs in float32 unless `precision` says otherwise (`precision.py`).
+
+Speed choices, measured with `benchmarks/extract.py` (README, extraction speed): attention by
+PyTorch's `scaled_dot_product_attention` ("sdpa", not transformers' "eager" matmul + softmax),
+no `torch.compile` (a minute or more of warm-up on a CPU, and no faster there), and on the CPU
+freed activations kept for reuse instead of re-mapped (`cpu_memory.py`).
 
 `save_random_clip_vision(folder)` writes a small randomly initialised model of the real
 architecture for tests and benchmarks (no download).
@@ -23,6 +28,8 @@ from anomalyclip.clip_config import DEFAULT_CLIP, vision_config
 from anomalyclip.clip_sources import load_clip_tower, quiet_transformers
 from anomalyclip.devices import resolve_device
 from anomalyclip.errors import InputError
+from anomalyclip.video.cpu_memory import keep_freed_memory
+from anomalyclip.video.precision import tower_dtype
 from anomalyclip.video.preprocess import Frames, PreprocessSettings, normalize, resize_crop
 
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
@@ -45,19 +52,28 @@ class ClipImageEncoder:
         batch_size: int = 64,
         preprocess: PreprocessSettings | str = "pil",
         model=None,
+        precision: str = "32",
+        attention: str = "sdpa",
     ):
         """`model`: an already built CLIPVisionModelWithProjection to use instead of loading `clip`
-        (then `clip` is only recorded as the model id)."""
+        (then `clip` is only recorded as the model id; it is converted in place). `precision`: "32",
+        "bf16" or "16". `attention`: transformers' attention implementation ("sdpa" or "eager")."""
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         self.device = resolve_device(device)
         self.batch_size = int(batch_size)
         self.settings = preprocess if isinstance(preprocess, PreprocessSettings) else PreprocessSettings(method=preprocess)
+        self.precision = str(precision)
+        self.dtype = tower_dtype(self.precision, self.device)
         if model is None:
             self.model, self.model_id, self.weights_sha256 = load_clip_vision(clip, self.device)
         else:
             self.model = model.eval().requires_grad_(False).to(self.device)
             self.model_id, self.weights_sha256 = str(clip), None
+        self.model.to(self.dtype)
+        self.model.set_attn_implementation(attention)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         cfg = self.model.config
         if cfg.image_size != self.settings.crop_size:
             raise InputError(
@@ -79,7 +95,7 @@ class ClipImageEncoder:
         out = []
         with torch.inference_mode():
             for start in range(0, crops.shape[0], self.batch_size):
-                pixels = normalize(crops[start : start + self.batch_size], self.settings, device=self.device)
+                pixels = normalize(crops[start : start + self.batch_size], self.settings, device=self.device, dtype=self.dtype)
                 emb = self.model(pixel_values=pixels).image_embeds
                 out.append(emb.float().cpu())
         if not out:
@@ -95,6 +111,7 @@ class ClipImageEncoder:
             "clip_model": self.model_id,
             "clip_weights_sha256": self.weights_sha256,
             "feature_dim": self.embed_dim,
+            "precision": self.precision,
             "preprocessing": self.settings.to_dict(),
         }
 

@@ -21,6 +21,7 @@ class EncodedVideo:
     features: np.ndarray  # (T, D) float32, one row per decoded frame
     info: VideoInfo
     num_frames: int
+    frames_decoded: int | None = None  # every frame decoded, before sampling to a target fps
 
 
 def prefetch(items: Iterable, depth: int = 2) -> Iterator:
@@ -92,9 +93,9 @@ def encode_video(
                 feats.append(encoder.embed(crops))
                 if on_frames is not None:
                     on_frames(int(crops.shape[0]))
-        num_frames = reader.frames_read
+        num_frames, decoded = reader.frames_read, reader.frames_decoded
         info = reader.info
     features = np.concatenate(feats).astype(np.float32, copy=False)
     if features.shape != (num_frames, encoder.embed_dim):
         raise RuntimeError(f"{source}: got features {features.shape} for {num_frames} frames")
-    return EncodedVideo(features, info, num_frames)
+    return EncodedVideo(features, info, num_frames, decoded)

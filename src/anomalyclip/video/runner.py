@@ -22,8 +22,9 @@ from anomalyclip.classes import ClassTable
 from anomalyclip.clip_config import DEFAULT_CLIP
 from anomalyclip.errors import InputError
 from anomalyclip.video.decode import parse_fps
-from anomalyclip.video import store
+from anomalyclip.video import completeness, store
 from anomalyclip.video.jobs import VideoJob, find_videos, label_for_folder
+from anomalyclip.video.precision import tower_dtype
 from anomalyclip.video.world import Group, World
 
 # ranks finish their shares at different times and meet at a barrier: allow for a long imbalance
@@ -40,6 +41,8 @@ class ExtractOptions:
     fps: float | None
     frames_fps: float | None
     preprocess: str
+    precision: str = "32"
+    allow_short: bool = False
 
 
 @dataclass
@@ -91,7 +94,12 @@ def _extract_one(job: VideoJob, encoder, opt: ExtractOptions, progress: _Progres
 
     try:
         video = encode_video(job.source, encoder, fps=opt.fps, frames_fps=opt.frames_fps, on_frames=on_frames)
-        store.write_video(job, opt.out, video.features, store.sidecar_for(job, video, encoder.metadata(), opt.fps))
+        count = completeness.FrameCount(video.frames_decoded, video.info.declared_frames)
+        short = completeness.check_frame_count(job.source, count, opt.allow_short)
+        if short:
+            _echo(f"warning: {job.source}: {count.describe()}; kept them (--allow-short)")
+        sidecar = {**store.sidecar_for(job, video, encoder.metadata(), opt.fps), **short}
+        store.write_video(job, opt.out, video.features, sidecar)
         progress.frames += seen
         progress.done += 1
     finally:
@@ -134,6 +142,7 @@ def _settings(encoder, opt: ExtractOptions) -> dict[str, Any]:
         "clip_weights_sha256": encoder.weights_sha256,
         "target_fps": opt.fps,
         "preprocessing": encoder.settings.to_dict(),
+        "precision": encoder.precision,
     }
 
 
@@ -154,6 +163,11 @@ def _report(jobs: list[VideoJob], result: ShardResult, label_ids, classes: Class
         normal, abnormal, n_nor, n_abn = store.write_lists([j for j in jobs if j.display not in named], label_ids, classes, opt.out)
         _echo(f"wrote {normal} ({n_nor} videos) and {abnormal} ({n_abn} videos)")
     _echo(f"extracted {result.done} video(s), skipped {result.skipped} already extracted, {len(failed)} failed; features in {opt.out}")
+    kept = completeness.short_kept((j.display, store.read_sidecar(j.sidecar(opt.out))) for j in jobs if j.display not in named)
+    if kept:
+        _echo(f"{len(kept)} short video(s) kept as decoded:")
+        for line in kept:
+            _echo(f"  {line}")
     if failed:
         _echo(f"{len(failed)} video(s) failed:")
         for _, msg in sorted(failed):
@@ -193,7 +207,7 @@ def _run_rank(jobs: list[VideoJob], label_ids, classes: ClassTable | None, opt: 
     from anomalyclip.video.world import process_group
 
     world = world or World.from_env() or World()  # --devices' processes find theirs in the environment
-    build = partial(ClipImageEncoder, opt.clip, batch_size=opt.batch_size, preprocess=opt.preprocess)
+    build = partial(ClipImageEncoder, opt.clip, batch_size=opt.batch_size, preprocess=opt.preprocess, precision=opt.precision)
     device = world.device(opt.device)
     with process_group(world, device, _DDP_TIMEOUT) as group:
         if group.joined and device.type == "cpu":
@@ -234,6 +248,8 @@ def run_extract(
     *,
     frames_fps: float | None = None,
     preprocess: str = "pil",
+    precision: str = "32",
+    allow_short: bool = False,
 ) -> int:
     """Extract features of `videos` into `out`. Returns the exit status: 0, or 1 if any video failed.
 
@@ -241,8 +257,10 @@ def run_extract(
     target rate. `devices`: number of processes on this machine (with cuda, one GPU each); under
     torchrun (RANK and WORLD_SIZE set) this process is one of its ranks and `devices` must be 1.
     `labels`: a labels CSV to also write the training video lists. `frames_fps`: the rate of frame
-    folders, if known. Bad arguments, an unknown class folder or no videos at all raise InputError
-    before anything is extracted.
+    folders, if known. `precision`: the image tower's ("32", "bf16", "16"; `precision.py`).
+    `allow_short`: keep the frames of a video that decodes short of its declared frame count
+    (`completeness.py`) instead of failing it. Bad arguments, an unknown class folder or no videos
+    at all raise InputError before anything is extracted.
     """
     from anomalyclip.data.formats import read_labels
     from anomalyclip.devices import resolve_device
@@ -257,6 +275,7 @@ def run_extract(
         raise InputError("--devices starts processes on one machine; under torchrun give --nproc-per-node instead")
     fps = parse_fps(fps, "--fps", allow_native=True)
     dev = resolve_device(device)
+    tower_dtype(precision, dev)
     if dev.type == "cuda" and devices > _cuda_count():
         raise InputError(f"--devices {devices} asked for, but only {_cuda_count()} CUDA GPU(s) are visible")
     out = Path(out).expanduser()
@@ -268,7 +287,7 @@ def run_extract(
         classes = read_labels(labels)
         label_ids = {j.rel: label_for_folder(j.class_folder, classes, j.source.parent) for j in jobs}
     out.mkdir(parents=True, exist_ok=True)
-    opt = ExtractOptions(out, str(clip), int(batch_size), dev.type, fps, frames_fps, preprocess)
+    opt = ExtractOptions(out, str(clip), int(batch_size), dev.type, fps, frames_fps, preprocess, str(precision), bool(allow_short))
     if devices == 1 or world is not None:
         return _run_rank(jobs, label_ids, classes, opt, world)
     from anomalyclip.video.launch import run_local_ranks

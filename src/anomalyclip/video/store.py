@@ -46,6 +46,9 @@ def settings_conflict(old: dict, new: dict) -> str | None:
         return f"another frame sampling (--fps {was})"
     if (old.get("preprocessing") or {}).get("method") != new["preprocessing"]["method"]:
         return "another preprocessing"
+    was, now = str(old.get("precision") or "32"), str(new.get("precision") or "32")  # no key: float32
+    if was != now:
+        return f"another precision (--precision {was})"
     return None
 
 
