@@ -8,18 +8,24 @@ are slow, and bfloat16 is the CPU's reduced format (fast where the CPU has AVX51
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from anomalyclip.errors import InputError
 
-PRECISIONS = {"32": torch.float32, "bf16": torch.bfloat16, "16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+# names only, so that the command line lists them without importing torch
+PRECISIONS = {"32": "float32", "bf16": "bfloat16", "16": "float16"}
 
 
-def tower_dtype(precision: str, device: torch.device) -> torch.dtype:
+def tower_dtype(precision: str, device: "torch.device") -> "torch.dtype":
     """The dtype of the tower for `precision` on `device`; InputError for what cannot run there."""
+    import torch
+
     key = str(precision)
     if key not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if key == "16" and device.type == "cpu":
         raise InputError("--precision 16 (float16) runs on CUDA only; on the CPU use --precision bf16 or 32")
-    return PRECISIONS[key]
+    return getattr(torch, PRECISIONS[key])
