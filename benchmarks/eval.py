@@ -12,6 +12,14 @@ to `--frames-per-forward` padded frames, long videos centred in place).
     python benchmarks/eval.py                       # 290 videos, 1.1 M frames (~2.3 GB of .npy)
     python benchmarks/eval.py --videos 40 --frames 150000
     python benchmarks/eval.py --paths optimised     # what `anomalyclip eval` does, alone
+    python benchmarks/eval.py --paths cli           # `anomalyclip eval` itself: peak RSS of the command
+
+The `cli` path runs the command as a user does, in its own process, on the same features written
+in the official layout beside them (test list, temporal annotations; the UCF-Crime labels CSV)
+with an exported UCF-shaped model (ViT-B/16-shaped random text tower): every output written
+(metrics.json, predictions.csv, the figures). It prints the command's peak resident size
+(`ru_maxrss` of that child alone, from `wait4`) and its resident size over time (a sampler reads
+its `/proc` status every 50 ms).
 
 The optimised path then adds what `anomalyclip eval` adds after scoring: `run_metrics`, the
 fine-grained mAP@tIoU (UCF-Crime's rule); its cost is printed as a share of the evaluation time
@@ -30,6 +38,7 @@ import argparse
 import json
 import os
 import resource
+import threading
 import shutil
 import subprocess
 import sys
@@ -55,7 +64,10 @@ from naive import evaluate_naive, optimised_model_config  # noqa: E402
 
 from anomalyclip.data.datasets import TestVideos  # noqa: E402
 from anomalyclip.classes import ClassTable, abnormal_ids  # noqa: E402
-from anomalyclip.data.formats import VideoEntry  # noqa: E402
+from anomalyclip.assets import asset_path  # noqa: E402
+from anomalyclip.checkpoint.export import save_export  # noqa: E402
+from anomalyclip.checkpoint.loaded import LoadedModel  # noqa: E402
+from anomalyclip.data.formats import VideoEntry, temporal_line  # noqa: E402
 from anomalyclip.model.grid import grids_per_call  # noqa: E402
 from anomalyclip import evaluation  # noqa: E402
 
@@ -123,15 +135,95 @@ def dataset(folder: Path, m: dict) -> TestVideos:
     return TestVideos(entries, folder, temporal, classes, D)
 
 
-# -- one path, in its own process -----------------------------------------------------------
-def run_path(path: str, folder: Path, device: torch.device, frames_per_forward: int, out: Path) -> None:
-    m = json.loads((folder / "manifest.json").read_text())
+def write_official(folder: Path, m: dict) -> dict[str, Path]:
+    """The test list and temporal file of the set in UCF-Crime's layout, the features folder being
+    `folder` itself; the shipped UCF-Crime labels CSV."""
+    files = {"features": folder, "test_list": folder / "Anomaly_Test.txt",
+             "temporal": folder / "Temporal_Anomaly_Annotation_for_Testing_Videos.txt", "labels": asset_path("ucf_labels.csv")}
+    entries = [VideoEntry(it["name"], 0, it["frames"] - 1, it["label"]) for it in m["items"]]
+    files["test_list"].write_text("".join(e.line() for e in entries))
+    files["temporal"].write_text("".join(temporal_line(Path(it["name"]).name + ".mp4", it["name"].split("/")[0], it["spans"])
+                                         for it in m["items"]))
+    return files
+
+
+def bench_model(path: str, device: torch.device):
     base = ucf_model_config()
     model = (build_model(base, naive=True) if path == "naive" else build_model(optimised_model_config(base))).to(device).eval()
-    with torch.no_grad():  # fixed, non-trivial BatchNorm statistics, the same in both processes
+    with torch.no_grad():  # fixed, non-trivial BatchNorm statistics, the same in every process
         g = torch.Generator().manual_seed(2)
         model.selector.bn.running_mean.copy_(torch.randn(base.num_classes - 1, generator=g) * 0.5)
         model.selector.bn.running_var.copy_(torch.rand(base.num_classes - 1, generator=g) * 2 + 1.0)
+    return model
+
+
+class RssSampler(threading.Thread):
+    """The resident size of process `pid` every `every` seconds, while it lives."""
+
+    def __init__(self, pid: int, every: float = 0.05):
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, MB)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        while not self.stop.is_set():
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                break
+            self.samples.append((time.perf_counter() - t0, kb / 1024))
+            self.stop.wait(self.every)
+
+
+def run_cli(folder: Path, m: dict, device: torch.device, frames_per_forward: int, package_src: Path, out: Path) -> dict:
+    """`anomalyclip eval` on the set, in a child process; its peak RSS and a coarse RSS timeline."""
+    files = write_official(folder, m)
+    export = folder / "model_export"
+    if not (export / "config.json").is_file():
+        save_export(LoadedModel(bench_model("optimised", torch.device("cpu")), 0.5, "anomalyclip"), export)
+    cmd = [sys.executable, "-m", "anomalyclip", "eval", "--checkpoint", str(export), "--out", str(out),
+           "--frames-per-forward", str(frames_per_forward)]
+    for name, path in files.items():
+        cmd += ["--" + name.replace("_", "-"), str(path)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=os.pathsep.join([str(package_src), os.environ.get("PYTHONPATH", "")]))
+    env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "") if device.type == "cuda" else ""
+    t0 = time.perf_counter()
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    sampler = RssSampler(child.pid)
+    sampler.start()
+    marks = []  # (seconds, first words of each line the command prints)
+    for line in child.stdout:
+        marks.append((time.perf_counter() - t0, line.rstrip()))
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - t0
+    sampler.stop.set()
+    sampler.join()
+    if status != 0:
+        sys.exit(f"anomalyclip eval failed (status {status}):\n" + "\n".join(line for _, line in marks))
+    metrics = json.loads((out / "metrics.json").read_text())
+    return dict(path="cli", seconds=seconds, rss_mb=usage.ru_maxrss / 1024, samples=sampler.samples, marks=marks,
+                metrics={k: metrics[k] for k in ("auc_roc", "auc_pr", "mean_mc_auroc", "mean_mc_aupr", "optimal_threshold", "map_tiou_avg")},
+                frames=m["frames"], predictions_mb=(out / "predictions.csv").stat().st_size / 2**20)
+
+
+def print_cli(r: dict, m: dict) -> None:
+    samples = r["samples"]
+    peak_t, peak = max(samples, key=lambda s: s[1]) if samples else (0.0, 0.0)
+    print(f"\nanomalyclip eval (the command, every output written): {len(m['items'])} videos, {m['frames']} frames; "
+          f"{r['seconds']:.1f} s, peak RSS {r['rss_mb']:.0f} MB (ru_maxrss; sampled peak {peak:.0f} MB at {peak_t:.1f} s); "
+          f"predictions.csv {r['predictions_mb']:.0f} MB")
+    print("  resident size over the run (MB, sampled every 50 ms): " + ", ".join(
+        f"{t:.0f}s {mb:.0f}" for t, mb in samples[:: max(1, len(samples) // 12)]))
+    print("  metrics: " + ", ".join(f"{k} {v:.6f}" for k, v in r["metrics"].items()))
+
+
+# -- one path, in its own process -----------------------------------------------------------
+def run_path(path: str, folder: Path, device: torch.device, frames_per_forward: int, out: Path) -> None:
+    m = json.loads((folder / "manifest.json").read_text())
+    model = bench_model(path, device)
     # Time the metrics apart from the scoring (the same function, wrapped by a timer).
     metric_seconds = []
     compute_metrics = evaluation.compute_metrics
@@ -188,7 +280,10 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--frames-per-forward", type=int, default=16384)
-    ap.add_argument("--paths", default="naive,optimised", help="which paths to run, comma-separated")
+    ap.add_argument("--paths", default="naive,optimised", help="which paths to run, comma-separated: naive, optimised, cli")
+    ap.add_argument("--cli-out", type=Path, help="cli: the command's output folder (default: cli_out beside the set)")
+    ap.add_argument("--package-src", type=Path, default=Path(__file__).resolve().parents[1] / "src",
+                    help="cli: the package source the command runs from (default: this checkout's)")
     ap.add_argument("--tf32", action="store_true", help="CUDA: allow TF32")
     ap.add_argument("--run", choices=["naive", "optimised"], help=argparse.SUPPRESS)  # internal: one path
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -202,8 +297,18 @@ def main(argv=None) -> None:
 
     m = write_set(folder, args.videos, args.frames)
     padded = sum(-(-it["frames"] // 512) * 512 for it in m["items"])
+    paths = args.paths.split(",")
+    if "cli" in paths:
+        print("running anomalyclip eval ...", flush=True)
+        out = args.cli_out or folder / "cli_out"
+        r = run_cli(folder, m, device, args.frames_per_forward, args.package_src, out)
+        out.with_name(out.name + ".json").write_text(json.dumps(r))
+        print_cli(r, m)
+        paths.remove("cli")
+        if not paths:
+            return
     results = {}
-    for path in args.paths.split(","):
+    for path in paths:
         out = folder / f"result_{path}.json"
         cmd = [sys.executable, __file__, "--run", path, "--out", str(out), "--videos", str(args.videos), "--frames", str(args.frames),
                "--dir", str(args.dir), "--device", str(device), "--frames-per-forward", str(args.frames_per_forward)]

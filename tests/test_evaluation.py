@@ -28,6 +28,37 @@ def test_compute_orders_videos_by_index_and_numbers_frames_per_video():
         ev.compute()
 
 
+def test_videos_written_in_place_give_what_the_parts_give():
+    """With the videos' row counts known the evaluator writes each video into arrays allocated up
+    front; the arrays and every metric equal those of the parts joined at the end."""
+    classes = ClassTable(names=["A", "B", "C", "Normal"], normal_id=3)
+    g = torch.Generator().manual_seed(1)
+    lengths = [7, 1, 30, 12, 5]
+    videos = []
+    for index, t in enumerate(lengths):
+        labels = torch.full((t,), 3)
+        labels[: t // 2] = index % 3  # about half of each video abnormal
+        videos.append((datasets.TestVideo(index, torch.zeros(t, 4), labels), torch.rand(t, generator=g), torch.rand(t, 4, generator=g)))
+    parts, placed = Evaluator(classes), Evaluator(classes, rows=lengths)
+    for i in (3, 0, 4, 1, 2):  # out of order, as batches may come
+        parts.update(*videos[i])
+        placed.update(*videos[i])
+    a, b = parts.compute(), placed.compute()
+    for name in ("scores", "probs", "labels", "video", "frame"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.metrics == b.metrics and b.metrics["num_frames"] == sum(lengths)
+    with pytest.raises(ValueError, match="no test video"):  # empty afterwards
+        placed.compute()
+    placed.reset()
+    for i in (0, 1, 2, 4):
+        placed.update(*videos[i])
+    with pytest.raises(ValueError, match="1 of 5 test videos were not scored"):
+        placed.compute()
+    video, scores, probs = videos[2]
+    with pytest.raises(ValueError, match="video 2: 29 scores for its 30 rows"):
+        placed.update(video, scores[:29], probs[:29])
+
+
 XD = ["Abuse", "Car_accident", "Explosion", "Fighting", "Normal", "Riot", "Shooting"]
 
 

@@ -574,3 +574,57 @@ def test_trust_advice_survives_new_dtypes(tmp_path):
     with pytest.raises(InputError, match="pass --trust-checkpoint") as err:
         load_torch_file(path)
     one_line_naming(err, path)
+
+
+def test_export_weights_read_piece_by_piece_equal_the_file(tmp_path, monkeypatch):
+    """The export is read a few tensors (or a slice of one tensor's rows) at a time: the model
+    ends with exactly the file's tensors, and a non-finite value, a missing key or a wrong shape
+    anywhere is one line naming the file and the key."""
+    from safetensors.torch import load_file, save_file
+
+    from anomalyclip.checkpoint import export
+    from anomalyclip.checkpoint.loaded import LoadedModel
+    from anomalyclip.model import AnomalyCLIP
+    from conftest import tiny_model_config
+
+    torch.manual_seed(0)
+    model = AnomalyCLIP(tiny_model_config())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))  # every weight moved off its initialisation
+    out = export.save_export(LoadedModel(model.eval(), 0.25, "anomalyclip"), tmp_path / "export")
+    weights = out / export.WEIGHTS_NAME
+    sd = load_file(str(weights))
+    big = max(sd, key=lambda k: sd[k].numel())
+    monkeypatch.setattr(export, "_READ_BYTES", sd[big].numel() * 4 // 7)  # the largest in 7-8 slices
+    loaded = export.load_export(out).model.state_dict()
+    assert loaded.keys() == sd.keys()
+    for k, v in sd.items():
+        assert torch.equal(loaded[k], v), k
+    shapes = {k: torch.empty(v.shape, device="meta") for k, v in sd.items()}
+    pieces = export._pieces(shapes)
+    whole = [key for piece in pieces for key, rows in piece if rows is None]
+    sliced = {key: [] for piece in pieces for key, rows in piece if rows is not None}
+    for piece in pieces:
+        for key, rows in piece:
+            if rows is not None:
+                assert len(piece) == 1  # a slice is mapped alone
+                sliced[key].append(rows)
+    assert sorted(whole) == sorted(k for k in sd if k not in sliced)  # every other key once, whole
+    assert big in sliced and len(sliced[big]) >= 7
+    for key, parts in sliced.items():  # the slices cover the rows in order
+        assert [r.start for r in parts] == [0] + [r.stop for r in parts[:-1]] and parts[-1].stop == sd[key].shape[0]
+    bad = dict(sd)
+    bad[big] = sd[big].clone()
+    bad[big][sd[big].shape[0] // 2].view(-1)[0] = float("nan")  # inside a middle slice
+    save_file(bad, str(weights))
+    with pytest.raises(InputError, match=f"{big}.*1 NaN") as err:
+        export.load_export(out)
+    one_line_naming(err, weights)
+    small = next(k for k in sd if sd[k].dim() == 1 and k != big)
+    for tampered, words in (({k: v for k, v in sd.items() if k != small}, f"missing {small}"),
+                            ({**sd, small: torch.zeros(sd[small].numel() + 1)}, f"{small} has shape")):
+        save_file(tampered, str(weights))
+        with pytest.raises(InputError, match="do not match config.json: " + words) as err:
+            export.load_export(out)
+        one_line_naming(err, weights)

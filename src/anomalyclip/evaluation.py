@@ -38,17 +38,41 @@ class EvalResult:
 
 
 class Evaluator:
-    """Accumulates per-video scores and class probabilities, then computes every metric once."""
+    """Accumulates per-video scores and class probabilities, then computes every metric once.
 
-    def __init__(self, classes: ClassTable):
+    Given `rows` (each test video's frame count, in test-list order) the result's arrays are
+    allocated up front and every video is written straight into its place: the frames are held
+    once, in three blocks, instead of as thousands of small arrays that scatter through the heap
+    between the forwards' temporaries (1.1 M frames on UCF-Crime). Without `rows` (a validation
+    epoch, which may see any subset of the videos) the parts are kept and joined at the end."""
+
+    def __init__(self, classes: ClassTable, rows: list[int] | None = None):
         self.classes = classes
+        self.rows = None if rows is None else [int(t) for t in rows]
         self.reset()
 
     def reset(self) -> None:
         self._parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._filled: np.ndarray | None = None
+        if self.rows is not None:
+            total = sum(self.rows)
+            self._starts = np.cumsum([0] + self.rows)
+            self._scores = np.empty(total, dtype=np.float32)
+            self._probs = np.empty((total, self.classes.num_classes), dtype=np.float32)
+            self._labels = np.empty(total, dtype=np.int64)
+            self._filled = np.zeros(len(self.rows), dtype=bool)
 
     def update(self, video: TestVideo, scores: torch.Tensor, probs: torch.Tensor) -> None:
-        self._parts[video.index] = (scores.float().cpu().numpy(), probs.float().cpu().numpy(), video.labels.numpy())
+        if self._filled is None:
+            self._parts[video.index] = (scores.float().cpu().numpy(), probs.float().cpu().numpy(), video.labels.numpy())
+            return
+        i = video.index
+        a, b = self._starts[i], self._starts[i + 1]
+        if len(scores) != b - a:
+            raise ValueError(f"video {i}: {len(scores)} scores for its {b - a} rows")
+        self._scores[a:b], self._probs[a:b] = scores.float().cpu().numpy(), probs.float().cpu().numpy()
+        self._labels[a:b] = video.labels.numpy()
+        self._filled[i] = True
 
     def score(self, model: AnomalyCLIP, batch: list[TestVideo], text_features: torch.Tensor) -> None:
         outputs = model.score_videos([v.features for v in batch], text_features, overwrite_input=True)
@@ -58,9 +82,23 @@ class Evaluator:
         release_free_memory()
 
     def compute(self) -> EvalResult:
-        """Every frame in test-list order, then the metrics. The parts move into the result one
-        video at a time, so the frames are held once, not twice (1.1 M frames on UCF-Crime); the
-        evaluator is empty afterwards."""
+        """Every frame in test-list order, then the metrics; the evaluator is empty afterwards."""
+        if self._filled is not None:
+            if not self._filled.all():
+                raise ValueError(f"{int((~self._filled).sum())} of {len(self._filled)} test videos were not scored")
+            order, lengths = list(range(len(self.rows))), self.rows
+            scores, probs, labels = self._scores, self._probs, self._labels
+            self._filled = self._scores = self._probs = self._labels = None  # empty until `reset`
+        else:
+            scores, probs, labels, order, lengths = self._join_parts()
+        video = np.repeat(np.asarray(order), lengths)
+        frame = np.arange(len(scores)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        metrics = compute_metrics(scores, probs, labels, self.classes.normal_id)
+        metrics["class_names"] = list(self.classes.names)
+        return EvalResult(metrics, scores, probs, labels, video, frame)
+
+    def _join_parts(self):
+        """The parts move into the result one video at a time, so the frames are held once, not twice."""
         if not self._parts:
             raise ValueError("no test video was scored")
         order = sorted(self._parts)
@@ -69,17 +107,13 @@ class Evaluator:
         scores = np.empty(total, dtype=np.float32)
         probs = np.empty((total, num_classes), dtype=np.float32)
         labels = np.empty(total, dtype=np.int64)
-        video = np.repeat(np.asarray(order), lengths)
-        frame = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         start = 0
         for i, length in zip(order, lengths):
             s, p, y = self._parts.pop(i)
             scores[start : start + length], probs[start : start + length], labels[start : start + length] = s, p, y
             start += length
         trim_heap()  # the parts' memory, scattered through the heap
-        metrics = compute_metrics(scores, probs, labels, self.classes.normal_id)
-        metrics["class_names"] = list(self.classes.names)
-        return EvalResult(metrics, scores, probs, labels, video, frame)
+        return scores, probs, labels, order, lengths
 
 
 class FrameBudgetBatches(Sampler[list[int]]):
@@ -108,7 +142,7 @@ def video_loader(dataset: TestVideos, frames_per_forward: int, frames_per_grid: 
 def evaluate(model: AnomalyCLIP, dataset: TestVideos, frames_per_forward: int = 16384, progress: bool = True) -> EvalResult:
     """Score every test video (several per forward), text features computed once."""
     model.eval()
-    evaluator = Evaluator(dataset.classes)
+    evaluator = Evaluator(dataset.classes, dataset.rows)
     text = model.text_features()
     loader = video_loader(dataset, frames_per_forward, model.frames_per_grid)
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=None if progress else True):  # None: on a terminal only

@@ -59,8 +59,7 @@ def save_export(loaded: LoadedModel, out_dir: str | Path) -> Path:
 
 def load_export(path: str | Path) -> LoadedModel:
     """Read a folder written by `save_export` (no pickle involved)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError, safe_open
 
     from anomalyclip.checkpoint.onnx_export import is_onnx_export
 
@@ -77,14 +76,77 @@ def load_export(path: str | Path) -> LoadedModel:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"not a valid export configuration: {e}", cfg_path) from None
     try:
-        sd = load_file(str(weights))
+        with safe_open(str(weights), framework="pt") as f:  # the header only
+            slices = {k: f.get_slice(k) for k in f.keys()}
+            shapes = {k: torch.empty(s.get_shape(), dtype=_DTYPES.get(s.get_dtype(), torch.uint8), device="meta") for k, s in slices.items()}
     except (SafetensorError, OSError) as e:
         raise InputError(f"cannot read the exported weights: {e}", weights) from None
-    validate_export_config(meta, cfg_path, sd)
-    check_finite(sd, weights)
+    validate_export_config(meta, cfg_path, shapes)
     try:
         model = model_from_meta(meta)
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"not a valid export configuration: {e}", cfg_path) from None
-    load_state(model, sd, weights, "the weights do not match config.json")
+    read_weights_into(model, weights, shapes)
     return LoadedModel(model.eval(), meta.get("threshold"), "export", {k: meta[k] for k in RUN_KEYS if k in meta})
+
+
+# safetensors' dtype names; the size of a tensor is all they serve for (others count as bytes)
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
+           "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+_READ_BYTES = 16 * 2**20  # file pages mapped at once while reading weights
+
+
+def _pieces(shapes: dict[str, torch.Tensor]) -> list[list[tuple[str, slice | None]]]:
+    """The file's tensors in groups of about `_READ_BYTES`: small tensors whole (None), a larger
+    one in slices of its rows, each slice a group of its own."""
+    pieces: list[list[tuple[str, slice | None]]] = [[]]
+    size = 0
+    for key, t in shapes.items():
+        nbytes = t.numel() * t.element_size()
+        if nbytes > _READ_BYTES and t.dim() > 0 and t.shape[0] > 1:
+            step = max(1, t.shape[0] * _READ_BYTES // nbytes)
+            pieces += [[(key, slice(a, min(a + step, t.shape[0])))] for a in range(0, t.shape[0], step)]
+            pieces.append([])
+            size = 0
+            continue
+        if size + nbytes > _READ_BYTES and pieces[-1]:
+            pieces.append([])
+            size = 0
+        pieces[-1].append((key, None))
+        size += nbytes
+    return [p for p in pieces if p]
+
+
+def read_weights_into(model: torch.nn.Module, weights: Path, shapes: dict[str, torch.Tensor]) -> None:
+    """A strict load of the file's tensors into the model's own, about 16 MB at a time.
+
+    safetensors maps the file, and every page read stays resident until the file is closed: a
+    whole-file load holds the weights twice (300 MB more for a ViT-B/16 text tower). Reopening
+    the file for each piece keeps one piece mapped at a time; the numbers copied are the same.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    what = "the weights do not match config.json"
+    own = model.state_dict(keep_vars=True)  # references, no copy
+    missing, unexpected = [k for k in own if k not in shapes], [k for k in shapes if k not in own]
+    if missing or unexpected:
+        words = [f"missing {', '.join(missing[:3])}" if missing else "", f"unexpected {', '.join(unexpected[:3])}" if unexpected else ""]
+        raise InputError(f"{what}: " + "; ".join(w for w in words if w), weights)
+    for key, t in shapes.items():
+        if own[key].shape != t.shape:
+            raise InputError(f"{what}: {key} has shape {tuple(t.shape)} in the file, {tuple(own[key].shape)} in the model", weights)
+    for piece in _pieces(shapes):
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                whole = {key: f.get_tensor(key) for key, rows in piece if rows is None}
+                check_finite(whole, weights)
+                load_state(model, whole, weights, what, strict=False)
+                for key, rows in piece:
+                    if rows is not None:
+                        part = f.get_slice(key)[rows]  # only these rows' pages are read
+                        check_finite({key: part}, weights)
+                        with torch.no_grad():
+                            own[key][rows].copy_(part)
+                del whole
+        except (SafetensorError, OSError) as e:
+            raise InputError(f"cannot read the exported weights: {e}", weights) from None

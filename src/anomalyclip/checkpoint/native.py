@@ -42,10 +42,11 @@ def model_from_meta(meta: dict[str, Any]) -> AnomalyCLIP:
     return AnomalyCLIP(cfg, clip_text=build_text_model(CLIPTextConfig.from_dict(meta["text_config"])))
 
 
-def load_state(model: AnomalyCLIP, sd: dict[str, torch.Tensor], path: Path, what: str) -> None:
-    """A strict load whose error names the first mismatch in one line."""
+def load_state(model: AnomalyCLIP, sd: dict[str, torch.Tensor], path: Path, what: str, strict: bool = True) -> None:
+    """A load whose error names the first mismatch in one line (`strict=False`: part of the
+    weights, shapes still checked)."""
     try:
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(sd, strict=strict)
     except RuntimeError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         raise InputError(f"{what}: {' '.join(lines[:2])}", path) from None
