@@ -99,17 +99,32 @@ def text_flops(model: AnomalyCLIP, truncate: bool = True) -> float:
 
 
 # -- measured rates --------------------------------------------------------------------------
+def best_of(fn, device: torch.device, repeats: int = 1) -> float:
+    """Shortest time of `repeats` calls: the least disturbed by other work on the machine."""
+    return min(timed(fn, device) for _ in range(repeats))
+
+
 def _best(fn, device: torch.device, reps: int) -> float:
     fn()  # warm-up
-    return min(timed(fn, device) for _ in range(reps))
+    return best_of(fn, device, reps)
 
 
-def matmul_rate(device: torch.device, reps: int = 5) -> float:
-    """FLOP/s of a large square float32 matrix product."""
-    m = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(m, m, device=device)
-    b = torch.randn(m, m, device=device)
-    return 2 * m**3 / _best(lambda: a @ b, device, reps)
+SQUARE = {"cpu": 2048, "cuda": 8192}  # a product large enough to reach the device's matmul rate
+
+
+def matmul_rate(device: torch.device, reps: int = 5, shape: tuple[int, int, int] | None = None,
+                dtype: torch.dtype = torch.float32, inner: int = 1) -> float:
+    """FLOP/s of an (m, k) @ (k, n) product (default: a large square one), best of `reps` after a
+    warm-up; `inner` products per timed call, for shapes too small to time one by one."""
+    m, k, n = shape or (SQUARE[device.type],) * 3
+    a = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
+
+    def run():
+        for _ in range(inner):
+            a @ b
+
+    return inner * 2 * m * k * n / _best(run, device, reps)
 
 
 def conv_rate(device: torch.device, grids: int, emb: int, backward: bool, reps: int = 3, n: int = 32, l: int = 16) -> float:

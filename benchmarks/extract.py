@@ -43,6 +43,10 @@ import av
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SQUARE, best_of  # noqa: E402
+from _common import matmul_rate as common_matmul_rate  # noqa: E402
+
 from anomalyclip.video.decode import open_video
 from anomalyclip.video.encoder import ClipImageEncoder, build_random_clip_vision, load_clip_vision
 from anomalyclip.video.flops import floor_frames_per_second, tower_flops
@@ -82,38 +86,9 @@ def make_video(path: Path, frames: int, width: int = 320, height: int = 240, fps
     return path
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, repeats: int = 1) -> float:
-    """Best (shortest) time of `repeats` calls: the least disturbed by other work on the machine."""
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def matmul_rate(device: torch.device, m: int, k: int, n: int, dtype=torch.float32, repeats: int = 3) -> float:
-    """FLOP/s of an (m, k) @ (k, n) product, best of `repeats` after a warm-up."""
-    a = torch.randn(m, k, device=device).to(dtype)
-    b = torch.randn(k, n, device=device).to(dtype)
-    inner = 3 if device.type == "cpu" else 20
-
-    def run():
-        for _ in range(inner):
-            a @ b
-
-    run()
-    return inner * 2 * m * k * n / timed(run, device, repeats)
-
-
-SQUARE = {"cpu": 2048, "cuda": 8192}
+    """FLOP/s of an (m, k) @ (k, n) product, several per timed call (the tower's shapes are small)."""
+    return common_matmul_rate(device, repeats, (m, k, n), dtype, inner=3 if device.type == "cpu" else 20)
 
 
 def tokens_of(cfg) -> int:
@@ -224,12 +199,12 @@ def main() -> int:
                 return list(r.frames())
 
         frames = np.stack(decode())
-        row("decode", cpu, "PyAV 320x240 H.264 -> RGB", None, len(frames), timed(decode, cpu, 3))
+        row("decode", cpu, "PyAV 320x240 H.264 -> RGB", None, len(frames), best_of(decode, cpu, 3))
         for method in ("pil", "torch"):
             s = PreprocessSettings(method=method)
             preprocess(frames[:8], s)
             row("preprocess", cpu, f"{method}: 320x240 -> 3x224x224", None, len(frames),
-                timed(lambda: preprocess(frames, s), cpu, 2))
+                best_of(lambda: preprocess(frames, s), cpu, 2))
 
         for dev in devices:
             def floor_now(dev=dev) -> float:
@@ -263,7 +238,7 @@ def bench_device(dev: torch.device, model, label: str, frames: np.ndarray, floor
         enc.batch_size = batch
         enc.embed(crops[: min(batch, 16)])  # warm up
         row("encode", dev, f"defaults ({enc.precision}, {enc.model.config._attn_implementation})", batch, n,
-            timed(lambda: enc.embed(crops[:n]), dev, reps), floor())
+            best_of(lambda: enc.embed(crops[:n]), dev, reps), floor())
 
     # departures from the defaults, batch 16, each warmed up on 2 frames
     enc.batch_size = 16
@@ -273,7 +248,7 @@ def bench_device(dev: torch.device, model, label: str, frames: np.ndarray, floor
         for name, ctx, call in variants(enc, on_cpu):
             with ctx:
                 call(crops[:2])
-                row("variant", dev, name, 16, n, timed(lambda: call(crops[:n]), dev, reps), floor())
+                row("variant", dev, name, 16, n, best_of(lambda: call(crops[:n]), dev, reps), floor())
 
     # precisions: rate, floor at that precision's matmul rate, deviation of the features from fp32
     ref = enc.embed(crops[:n])
@@ -287,7 +262,7 @@ def bench_device(dev: torch.device, model, label: str, frames: np.ndarray, floor
             nonlocal feats
             feats = low.embed(crops[:n])
 
-        fps = row("variant", dev, f"precision {precision} (x floor: the fp32 floor)", 16, n, timed(run_low, dev, reps),
+        fps = row("variant", dev, f"precision {precision} (x floor: the fp32 floor)", 16, n, best_of(run_low, dev, reps),
                   floor()).fps
         rate = matmul_rate(dev, 16 * tokens_of(cfg), cfg.hidden_size, cfg.intermediate_size, dtype=low.dtype)
         low_floor = floor_frames_per_second(tower_flops(cfg).total, rate)
@@ -304,7 +279,7 @@ def bench_device(dev: torch.device, model, label: str, frames: np.ndarray, floor
             out = compiled(pixel_values=px).image_embeds.float().cpu().numpy()
             warm = time.perf_counter() - t
             row("variant", dev, "torch.compile", 16, 16,
-                timed(lambda: compiled(pixel_values=px).image_embeds.cpu(), dev, reps), floor())
+                best_of(lambda: compiled(pixel_values=px).image_embeds.cpu(), dev, reps), floor())
         print(f"    torch.compile: warm-up {warm:.1f} s, max abs diff to eager {np.abs(out - ref[:16]).max():.3g}",
               flush=True)
 
@@ -316,9 +291,9 @@ def bench_device(dev: torch.device, model, label: str, frames: np.ndarray, floor
         long_crops = enc.prepare(np.stack(list(r.frames())))
     reps = 1 if on_cpu else 2
     alone = row("encode", dev, "encode only, the pipeline's frames", enc.batch_size, n,
-                timed(lambda: enc.embed(long_crops), dev, reps), floor())
+                best_of(lambda: enc.embed(long_crops), dev, reps), floor())
     whole = row("pipeline", dev, "encode_video: decode + preprocess + encode", enc.batch_size, n,
-                timed(lambda: encode_video(long_video, enc), dev, reps), floor())
+                best_of(lambda: encode_video(long_video, enc), dev, reps), floor())
     print(f"    pipeline / encode only: {whole.fps / alone.fps:.1%}", flush=True)
     return model.cpu()
 
