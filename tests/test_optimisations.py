@@ -2,7 +2,7 @@
 
 Naive: reversible recomputation, the full 77-token text transformer, a loop over videos for the
 MIL selection, one test video per forward with text features per video, whole-file reading.
-The naive pieces that are not package settings live in `benchmarks/_naive.py`.
+The naive pieces that are not package settings live in `tests/naive.py` (the benchmarks use them too).
 """
 
 from __future__ import annotations
